@@ -1,0 +1,58 @@
+// thin_check's library entry point: examine metadata and report damage.
+//
+// Passes, in order (each announced to the reporter, as thin_check prints them):
+//   1. examining superblock       magic, blocknr, checksum, fields
+//   2. examining devices tree     every node of the details tree
+//   3. examining mapping tree     every node of both levels, details vs top
+//                                 level, each device's mapped_blocks, mapping
+//                                 values (data block < nr_data_blocks, time)
+//   4. checking space map counts  metadata counts (all trees, shared nodes, the
+//                                 space maps' own blocks) and data counts
+//                                 against the two space maps
+// Leaks (a count on disk higher than the references found) and space-map hints
+// are non-fatal; everything else is fatal.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+
+#include "damage.h"
+#include "persistent-data/block_io.h"
+
+namespace thin {
+
+struct check_options {
+  bool use_metadata_snap = false;
+  bool superblock_only = false;
+  bool skip_mappings = false;  // top level of the mapping tree only; no counts
+  std::optional<uint64_t> override_mapping_root;
+};
+
+class check_reporter : public damage_visitor {
+ public:
+  // A pass begins ("examining superblock", ...).
+  virtual void stage(const char *name) = 0;
+  // The superblock was readable: its transaction id and the metadata free
+  // block count thin_check prints.
+  virtual void info(uint64_t transaction_id, uint64_t metadata_free_blocks) = 0;
+};
+
+struct check_result {
+  bool fatal = false;
+  bool non_fatal = false;
+  bool fully_examined = false;  // every pass ran over the whole metadata
+  bool superblock_ok = false;
+  bool needs_check = false;     // NEEDS_CHECK flag was set
+  uint64_t transaction_id = 0;
+
+  bool clean() const { return !fatal && !non_fatal; }
+};
+
+check_result check_metadata(pdata::block_io &io, const check_options &opts, check_reporter &r);
+
+// Rewrites only the superblock with NEEDS_CHECK cleared (checksum recomputed,
+// every other byte kept), then flushes. Returns false when the flag was not set
+// (nothing written).
+bool clear_needs_check_flag(pdata::block_io &io);
+
+}  // namespace thin

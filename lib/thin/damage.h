@@ -1,0 +1,45 @@
+// The problem catalogue: every kind of metadata damage the checker reports,
+// as typed records (metadata damage is data, not exceptions).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "persistent-data/btree_walk.h"
+
+namespace thin {
+
+enum class damage_kind {
+  superblock,            // block 0 (or the metadata snapshot copy) unusable
+  superblock_field,      // a superblock field out of range
+  details_tree,          // a node of the device details tree
+  mapping_top_level,     // a node of the mapping tree's top level
+  mapping_tree,          // a node of one device's mapping tree
+  device_missing,        // mappings without details, or details without mappings
+  mapped_blocks,         // details.mapped_blocks differs from the mappings counted
+  mapping_value,         // a mapping's data block or time is impossible
+  metadata_space_map,    // the metadata space map's own structure
+  data_space_map,        // the data space map's own structure
+  metadata_ref_count,    // a metadata block's count differs from the references found
+  data_ref_count,        // a data block's count differs from the mappings found
+};
+
+const char *to_string(damage_kind k);
+
+struct damage {
+  damage_kind kind;
+  bool fatal = true;                 // false: a leak or a hint; the metadata still means the same
+  std::optional<uint64_t> block;     // metadata block concerned
+  std::optional<uint64_t> dev_id;    // thin device concerned
+  std::optional<pdata::key_range> keys;  // keys (dev ids or origin blocks) lost or affected
+  std::string what;                  // one line for humans
+};
+
+class damage_visitor {
+ public:
+  virtual ~damage_visitor() = default;
+  virtual void visit(const damage &d) = 0;
+};
+
+}  // namespace thin

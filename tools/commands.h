@@ -1,0 +1,13 @@
+// Entry points of the tools in the multi-call binary. Each takes the whole
+// argv (args[0] is the program name) and returns the process exit code.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace tools {
+
+int thin_check_main(std::vector<std::string> args);
+int thin_dump_main(std::vector<std::string> args);
+
+}  // namespace tools
