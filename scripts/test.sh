@@ -1,0 +1,12 @@
+#!/bin/sh
+# The whole test suite, from a fresh clone on Debian 12: installs missing
+# packages, builds (warnings are errors), runs every test, then builds and
+# runs the suite again under AddressSanitizer + UndefinedBehaviorSanitizer.
+set -eu
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh --with-oracle
+scripts/build.sh build
+(cd build && ctest -j "$(nproc)" --output-on-failure)
+scripts/build.sh build-asan -DTHINKIT_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+(cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  ctest -j "$(nproc)" --output-on-failure)
