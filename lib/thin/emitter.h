@@ -47,6 +47,14 @@ class emitter {
   // `len` consecutive origin blocks mapped to consecutive data blocks.
   virtual void range_map(uint64_t origin_begin, uint64_t data_begin, uint32_t time, uint64_t len) = 0;
   virtual void single_map(uint64_t origin_block, uint64_t data_block, uint32_t time) = 0;
+
+  // The 1.x dialect's shared subtrees. A <def name> holds a run of mappings
+  // (no devices, no refs) and appears at superblock level; a <ref name/>
+  // inside a device stands for that def's mappings, in place. Emitters that
+  // cannot express them throw std::runtime_error.
+  virtual void begin_def(const std::string &name);
+  virtual void end_def();
+  virtual void ref(const std::string &name);
 };
 
 // Text emitters, byte-identical to thin_dump 0.9.0's formats.

@@ -1,10 +1,20 @@
 // XML and human-readable emitters, byte-identical to thin_dump 0.9.0, and the
 // override emitter (see emitter.h).
+#include <stdexcept>
+
 #include <fmt/format.h>
 
 #include "emitter.h"
 
 namespace thin {
+
+void emitter::begin_def(const std::string &) {
+  throw std::runtime_error("this output does not support shared <def> mappings");
+}
+void emitter::end_def() { throw std::runtime_error("this output does not support shared <def> mappings"); }
+void emitter::ref(const std::string &) {
+  throw std::runtime_error("this output does not support shared <ref> mappings");
+}
 
 namespace {
 
@@ -76,6 +86,13 @@ class xml_emitter : public emitter {
                    "    <single_mapping origin_block=\"{}\" data_block=\"{}\" time=\"{}\"/>\n", ob, db, time);
     out_.maybe_drain();
   }
+  void begin_def(const std::string &name) override {
+    fmt::format_to(std::back_inserter(out_.buf()), "  <def name=\"{}\">\n", name);
+  }
+  void end_def() override { fmt::format_to(std::back_inserter(out_.buf()), "  </def>\n"); }
+  void ref(const std::string &name) override {
+    fmt::format_to(std::back_inserter(out_.buf()), "    <ref name=\"{}\"/>\n", name);
+  }
 
  private:
   buffered_out out_;
@@ -135,6 +152,9 @@ class override_emitter : public emitter {
   void end_device() override { inner_.end_device(); }
   void range_map(uint64_t ob, uint64_t db, uint32_t t, uint64_t len) override { inner_.range_map(ob, db, t, len); }
   void single_map(uint64_t ob, uint64_t db, uint32_t t) override { inner_.single_map(ob, db, t); }
+  void begin_def(const std::string &name) override { inner_.begin_def(name); }
+  void end_def() override { inner_.end_def(); }
+  void ref(const std::string &name) override { inner_.ref(name); }
 
  private:
   emitter &inner_;
