@@ -9,5 +9,6 @@ namespace tools {
 
 int thin_check_main(std::vector<std::string> args);
 int thin_dump_main(std::vector<std::string> args);
+int thin_restore_main(std::vector<std::string> args);
 
 }  // namespace tools

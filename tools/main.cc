@@ -21,6 +21,7 @@ struct command {
 const command commands[] = {
     {"thin_check", tools::thin_check_main},
     {"thin_dump", tools::thin_dump_main},
+    {"thin_restore", tools::thin_restore_main},
 };
 
 void usage(std::ostream &out) {

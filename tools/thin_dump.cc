@@ -63,7 +63,9 @@ int thin_dump_main(std::vector<std::string> args) {
   app.add_flag("--metadata-snap-placeholder", snap_flag);  // -m is taken out before parsing
   app.add_option("-f,--format", format);
   app.add_option("-o,--output", output);
-  app.add_option("--dev-id", dev_ids)->take_all();
+  // One value per occurrence (repeatable), as getopt does: `--dev-id 1 FILE`
+  // must not swallow FILE as a second id.
+  app.add_option("--dev-id", dev_ids)->take_all()->allow_extra_args(false);
   app.add_flag("--skip-mappings", opts.skip_mappings);
   app.add_option("--transaction-id", tid);
   app.add_option("--data-block-size", dbs);

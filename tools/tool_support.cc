@@ -22,6 +22,22 @@ namespace tools {
 
 const char *version_string() { return THINKIT_VERSION; }
 
+namespace {
+
+// True when `len` bytes start (after white space) like thin_dump XML.
+bool starts_like_xml(const unsigned char *p, std::size_t len) {
+  std::size_t i = 0;
+  while (i < len && p[i] && std::strchr(" \t\r\n", p[i])) i++;
+  static const char *starts[] = {"<?xml", "<superblock"};
+  for (const char *s : starts) {
+    std::size_t n = std::strlen(s);
+    if (i + n <= len && std::memcmp(p + i, s, n) == 0) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
 std::unique_ptr<pdata::block_io> open_metadata(const std::string &path, const input_options &opts) {
   struct stat st;
   if (::stat(path.c_str(), &st) != 0)
@@ -50,7 +66,14 @@ std::unique_ptr<pdata::block_io> open_metadata(const std::string &path, const in
     throw usage_error(fmt::format("{}: cannot read the device size: {}", path, std::strerror(e)));
   }
   if (size < pdata::block_size) {
+    // A small thin_dump XML file is a common mistake: say so, not just "too small".
+    pdata::block_buffer head{};
+    ssize_t got = blockdev ? 0 : ::pread(fd, head.raw(), static_cast<std::size_t>(size), 0);
     ::close(fd);
+    if (got > 0 && starts_like_xml(head.raw(), static_cast<std::size_t>(got)))
+      throw usage_error(fmt::format("{}: this looks like XML, not binary thin-pool metadata (thin_restore turns "
+                                    "XML into metadata)",
+                                    path));
     throw usage_error(fmt::format("{}: too small to be thin-pool metadata ({} bytes; at least {} needed)", path,
                                   size, pdata::block_size));
   }
@@ -60,14 +83,7 @@ std::unique_ptr<pdata::block_io> open_metadata(const std::string &path, const in
 bool looks_like_xml(pdata::block_io &io) {
   pdata::block_buffer buf;
   io.read(0, buf.raw(), 1);
-  std::size_t i = 0;
-  while (i < pdata::block_size && std::strchr(" \t\r\n", buf.data[i]) && buf.data[i]) i++;
-  static const char *starts[] = {"<?xml", "<superblock"};
-  for (const char *s : starts) {
-    std::size_t n = std::strlen(s);
-    if (i + n <= pdata::block_size && std::memcmp(buf.raw() + i, s, n) == 0) return true;
-  }
-  return false;
+  return starts_like_xml(buf.raw(), pdata::block_size);
 }
 
 bool same_file(const std::string &a, const std::string &b) {

@@ -20,6 +20,13 @@ block_ref block_cache::read(block_address b) {
   return buf;
 }
 
+void block_cache::forget(block_address b) {
+  auto it = map_.find(b);
+  if (it == map_.end()) return;
+  lru_.erase(it->second.lru_pos);
+  map_.erase(it);
+}
+
 void block_cache::clear() {
   map_.clear();
   lru_.clear();

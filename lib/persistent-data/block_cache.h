@@ -28,6 +28,9 @@ class block_cache {
   block_address nr_blocks() const { return io_.nr_blocks(); }
   block_io &io() { return io_; }
 
+  // Forget one block (it was just written).
+  void forget(block_address b);
+
   // Forget everything cached (after the device was written behind our back).
   void clear();
 

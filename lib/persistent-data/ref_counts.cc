@@ -1,6 +1,8 @@
 // Compact reference counts (see ref_counts.h).
 #include "ref_counts.h"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include "errors.h"
@@ -43,6 +45,12 @@ void ref_counts::inc(block_address b) {
     overflow_[b] = 3;
   } else
     overflow_[b]++;
+}
+
+std::vector<std::pair<block_address, uint32_t>> ref_counts::overflow_entries() const {
+  std::vector<std::pair<block_address, uint32_t>> out(overflow_.begin(), overflow_.end());
+  std::sort(out.begin(), out.end());
+  return out;
 }
 
 block_address ref_counts::nr_allocated() const {

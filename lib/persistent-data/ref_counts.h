@@ -23,6 +23,11 @@ class ref_counts {
   // Number of blocks with a non-zero count.
   block_address nr_allocated() const;
 
+  // The on-disk 2-bit value (3 = "3 or more").
+  uint32_t value2(block_address b) const { return small(b); }
+  // Blocks with a count of 3 or more, in increasing order, with their counts.
+  std::vector<std::pair<block_address, uint32_t>> overflow_entries() const;
+
  private:
   uint32_t small(block_address b) const { return (bits_[b >> 2] >> ((b & 3) * 2)) & 3u; }
   void set_small(block_address b, uint32_t v);

@@ -1,0 +1,101 @@
+// Copy-on-write B-tree updates: lookup, insert, remove, delete, and a
+// bottom-up builder for large sorted inputs.
+//
+// Trees are named by their root block; every update returns the (possibly
+// new) root. Node shapes follow the kernel's rules (spec section 3.2): a new
+// tree is one leaf with max_entries(value_size); internal nodes always have
+// value_size 8 and max_entries 252; nodes made by a split copy the header of
+// the node they split. Values are opaque bytes; a value_ops tells the tree how
+// to count the references a value holds when nodes are shared or values die.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <vector>
+
+#include "btree_node.h"
+#include "btree_walk.h"
+#include "transaction_manager.h"
+
+namespace pdata {
+
+struct value_ops {
+  uint32_t size = 8;
+  // Called for each value of a leaf copied out of a shared node (the copy now
+  // references it too), and for a value that is dropped or overwritten.
+  std::function<void(const unsigned char *)> inc;
+  std::function<void(const unsigned char *)> dec;
+  // Overwrites of equal values do not dec the old one.
+  std::function<bool(const unsigned char *, const unsigned char *)> equal;
+};
+
+// Values that are other metadata blocks (the thin mapping tree's top level):
+// sharing or dropping them adjusts those blocks' counts.
+value_ops block_ref_value_ops(transaction_manager &tm);
+// Plain values (no references held).
+value_ops plain_value_ops(uint32_t size);
+
+block_address btree_empty(transaction_manager &tm, uint32_t value_size);
+
+// The value stored under `key`, or nothing.
+std::optional<std::vector<unsigned char>> btree_lookup(transaction_manager &tm, block_address root, uint64_t key);
+
+// Inserts or overwrites. `inserted` (optional) says whether the key is new.
+block_address btree_insert(transaction_manager &tm, block_address root, uint64_t key, const void *value,
+                           const value_ops &ops, bool *inserted = nullptr);
+
+// Removes `key` if present (its value is dec'd). `removed` says whether it was.
+block_address btree_remove(transaction_manager &tm, block_address root, uint64_t key, const value_ops &ops,
+                           bool *removed = nullptr);
+
+// Drops one reference to the tree: nodes still shared elsewhere are only
+// decremented; the rest are freed recursively, their values dec'd.
+void btree_delete(transaction_manager &tm, block_address root, const value_ops &ops);
+
+// Increments everything a node references (its children, or its values).
+void btree_inc_children(transaction_manager &tm, const unsigned char *node, const value_ops &ops);
+
+// Calls fn(key, value) for every entry in key order.
+void btree_for_each(transaction_manager &tm, block_address root,
+                    const std::function<void(uint64_t, const unsigned char *)> &fn);
+
+// Builds a tree bottom-up from entries given in strictly increasing key order.
+// Leaves are written as soon as they are full (write_now), so memory stays
+// small. Whole existing leaves may be appended (shared subtrees): their
+// reference count is incremented.
+class btree_builder {
+ public:
+  btree_builder(transaction_manager &tm, uint32_t value_size);
+  void add(uint64_t key, const void *value);
+  // Appends an existing leaf whose keys all follow the entries added so far.
+  void add_leaf(block_address leaf, uint64_t first_key, uint64_t last_key);
+  struct leaf_info {
+    block_address block;
+    uint64_t first_key, last_key;
+  };
+  // Finishes the tree and returns its root (an empty leaf when nothing was added).
+  block_address finish();
+  // Finishes the leaf level only and hands the leaves over (each with the one
+  // reference the builder gave it), for runs that several trees will share.
+  std::vector<leaf_info> finish_leaves();
+  uint64_t entries() const { return entries_; }
+
+ private:
+  void emit_leaf(std::size_t count);
+  transaction_manager &tm_;
+  uint32_t vsize_;
+  uint32_t max_;
+  std::vector<uint64_t> keys_;
+  std::vector<unsigned char> values_;
+  std::vector<leaf_info> level0_;  // finished leaves
+  uint64_t entries_ = 0;
+  bool have_last_ = false;
+  uint64_t last_key_ = 0;
+};
+
+// Builds the internal levels above a sequence of nodes (in key order) and
+// returns the root. Used by btree_builder and by restore for shared leaves.
+block_address btree_build_internal(transaction_manager &tm, std::vector<std::pair<uint64_t, block_address>> nodes);
+
+}  // namespace pdata

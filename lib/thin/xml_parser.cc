@@ -1,0 +1,524 @@
+// The streaming thin_dump XML reader (see xml_parser.h): expat callbacks that
+// check structure, attributes and mapping order, then drive the emitter.
+//
+// Expat is a C library, so no exception may unwind through it: each callback
+// catches whatever it throws, keeps it, stops the parser, and parse_xml
+// rethrows it once XML_ParseBuffer has returned.
+#include "xml_parser.h"
+
+#include <expat.h>
+
+#include <array>
+#include <cstring>
+#include <exception>
+#include <limits>
+#include <new>
+#include <string_view>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+#include "superblock_disk.h"
+#include "text_sink.h"
+
+namespace thin {
+
+namespace {
+
+std::string with_line(uint64_t line, const std::string &message) {
+  return "line " + std::to_string(line) + ": " + message;
+}
+
+}  // namespace
+
+xml_error::xml_error(uint64_t line, const std::string &message)
+    : std::runtime_error(with_line(line, message)), line_(line) {}
+
+xml_error::xml_error(const std::string &message) : std::runtime_error(message) {}
+
+namespace {
+
+constexpr std::size_t chunk_size = 64 * 1024;
+constexpr uint64_t u32_max = std::numeric_limits<uint32_t>::max();
+constexpr uint64_t u64_max = std::numeric_limits<uint64_t>::max();
+// A mapping leaf packs (data block << 24) | time into 64 bits.
+constexpr uint64_t max_mapping_time = (1ull << 24) - 1;
+constexpr uint64_t max_data_block = (1ull << 40) - 1;
+
+enum class element { none, superblock, device, def, ref, range_mapping, single_mapping };
+
+const char *element_name(element k) {
+  switch (k) {
+    case element::superblock: return "superblock";
+    case element::device: return "device";
+    case element::def: return "def";
+    case element::ref: return "ref";
+    case element::range_mapping: return "range_mapping";
+    case element::single_mapping: return "single_mapping";
+    case element::none: break;
+  }
+  return "";
+}
+
+std::optional<element> lookup_element(std::string_view name) {
+  for (element k : {element::superblock, element::device, element::def, element::ref, element::range_mapping,
+                    element::single_mapping})
+    if (name == element_name(k)) return k;
+  return std::nullopt;
+}
+
+std::string tag(element k) { return std::string("<") + element_name(k) + ">"; }
+
+bool is_mapping(element k) { return k == element::range_mapping || k == element::single_mapping; }
+
+// Strict decimal: one or more ASCII digits, nothing else, no overflow.
+std::optional<uint64_t> parse_decimal(const char *s) {
+  if (!*s) return std::nullopt;
+  uint64_t v = 0;
+  for (; *s; ++s) {
+    if (*s < '0' || *s > '9') return std::nullopt;
+    auto digit = static_cast<uint64_t>(*s - '0');
+    if (v > (u64_max - digit) / 10) return std::nullopt;
+    v = v * 10 + digit;
+  }
+  return v;
+}
+
+bool all_digits(const char *s) {
+  if (!*s) return false;
+  for (; *s; ++s)
+    if (*s < '0' || *s > '9') return false;
+  return true;
+}
+
+// The origin blocks a run of mappings (a device's or a def's) has covered.
+struct origin_span {
+  bool any = false;
+  uint64_t first = 0;
+  uint64_t last = 0;  // inclusive
+};
+
+class xml_reader {
+ public:
+  xml_reader(emitter &e, const xml_parse_options &opts) : e_(e), opts_(opts) {
+    p_ = XML_ParserCreate(nullptr);
+    if (!p_) throw std::bad_alloc();
+    XML_SetUserData(p_, this);
+    XML_SetElementHandler(p_, on_start, on_end);
+    XML_SetCharacterDataHandler(p_, on_text);
+    XML_SetStartDoctypeDeclHandler(p_, on_doctype);
+  }
+  ~xml_reader() { XML_ParserFree(p_); }
+  xml_reader(const xml_reader &) = delete;
+  xml_reader &operator=(const xml_reader &) = delete;
+
+  void run(std::istream &in) {
+    if (!in) throw xml_error("cannot read the XML input (no line number): the input stream is not readable");
+    for (;;) {
+      void *buf = XML_GetBuffer(p_, static_cast<int>(chunk_size));
+      if (!buf) throw std::bad_alloc();
+      std::streamsize n = read_chunk(in, static_cast<char *>(buf));
+      bool final = in.eof();
+      if (XML_ParseBuffer(p_, static_cast<int>(n), final ? XML_TRUE : XML_FALSE) != XML_STATUS_OK) failed(final);
+      if (final) break;
+    }
+    // Expat has seen the whole document, well formed, root closed.
+    if (!superblock_closed_) throw xml_error(current_line(), "the input ends before </superblock>");
+    notify_at(superblock_end_line_, [&] { e_.end_superblock(); });
+  }
+
+ private:
+  // --- reading -------------------------------------------------------------
+
+  std::streamsize read_chunk(std::istream &in, char *buf) {
+    try {
+      in.read(buf, static_cast<std::streamsize>(chunk_size));
+    } catch (const std::ios_base::failure &f) {
+      // Only when the caller enabled stream exceptions; reaching the end is
+      // not an error.
+      if (!in.eof() || in.bad()) read_failed(f.what());
+    }
+    if (in.bad() || (in.fail() && !in.eof())) read_failed("the input stream failed");
+    return in.gcount();
+  }
+
+  [[noreturn]] void read_failed(const std::string &why) {
+    throw xml_error("error reading the XML input (no line number: the read itself failed after line " +
+                    std::to_string(current_line()) + "): " + why);
+  }
+
+  // XML_ParseBuffer failed: either a callback stopped it (rethrow what the
+  // callback caught) or expat found the document malformed.
+  [[noreturn]] void failed(bool final) {
+    if (pending_) std::rethrow_exception(pending_);
+    XML_Error code = XML_GetErrorCode(p_);
+    uint64_t line = current_line();
+    std::string what = XML_ErrorString(code);
+    bool ends_early = code == XML_ERROR_NO_ELEMENTS || code == XML_ERROR_UNCLOSED_TOKEN ||
+                      code == XML_ERROR_PARTIAL_CHAR || code == XML_ERROR_UNCLOSED_CDATA_SECTION;
+    if (final && ends_early) {
+      if (!superblock_seen_ && code == XML_ERROR_NO_ELEMENTS)
+        throw xml_error(line, "empty input: no <superblock> element found");
+      throw xml_error(line, "the input ends before the document is complete (truncated?): " + open_elements() +
+                                " not closed (" + what + ")");
+    }
+    if (code == XML_ERROR_JUNK_AFTER_DOC_ELEMENT && superblock_closed_)
+      throw xml_error(line, "content after </superblock> (" + what +
+                                "): the document must hold exactly one <superblock>, and nothing after it");
+    throw xml_error(line, "malformed XML: " + what);
+  }
+
+  std::string open_elements() const {
+    if (stack_.empty()) return "the <superblock> element was";
+    std::string s;
+    for (auto it = stack_.rbegin(); it != stack_.rend(); ++it) {
+      if (!s.empty()) s += ", ";
+      s += tag(*it);
+    }
+    return s + (stack_.size() == 1 ? " was" : " were");
+  }
+
+  uint64_t current_line() const { return static_cast<uint64_t>(XML_GetCurrentLineNumber(p_)); }
+
+  [[noreturn]] void fail(const std::string &message) const { throw xml_error(current_line(), message); }
+
+  // Rethrows the exception in flight as an xml_error at `line`, keeping the
+  // original nested. Our own xml_errors and broken_pipe pass unchanged.
+  [[noreturn]] static void rethrow_for_line(uint64_t line) {
+    try {
+      throw;
+    } catch (const xml_error &) {
+      throw;
+    } catch (const broken_pipe &) {
+      throw;
+    } catch (const std::exception &ex) {
+      std::throw_with_nested(xml_error(line, ex.what()));
+    }
+  }
+
+  // Calls the emitter; whatever it throws becomes an xml_error at `line`
+  // (by default the current one).
+  template <typename F>
+  void notify(F &&f) {
+    notify_at(current_line(), std::forward<F>(f));
+  }
+  template <typename F>
+  static void notify_at(uint64_t line, F &&f) {
+    try {
+      f();
+    } catch (const xml_error &ex) {
+      // An xml_error from the emitter is still the emitter's failure.
+      std::throw_with_nested(xml_error(line, ex.what()));
+    } catch (...) {
+      rethrow_for_line(line);
+    }
+  }
+
+  // --- expat callbacks ------------------------------------------------------
+
+  template <typename F>
+  static void guarded(void *self_ptr, F &&f) {
+    auto *self = static_cast<xml_reader *>(self_ptr);
+    if (self->pending_) return;  // stopped: expat may still deliver a few events
+    try {
+      f(*self);
+    } catch (...) {
+      self->pending_ = std::current_exception();
+      XML_StopParser(self->p_, XML_FALSE);
+    }
+  }
+
+  static void XMLCALL on_start(void *self, const XML_Char *name, const XML_Char **atts) {
+    guarded(self, [&](xml_reader &r) { r.start(name, atts); });
+  }
+  static void XMLCALL on_end(void *self, const XML_Char *name) {
+    guarded(self, [&](xml_reader &r) { r.end(name); });
+  }
+  static void XMLCALL on_text(void *self, const XML_Char *s, int len) {
+    guarded(self, [&](xml_reader &r) { r.text(s, len); });
+  }
+  static void XMLCALL on_doctype(void *self, const XML_Char *, const XML_Char *, const XML_Char *, int) {
+    guarded(self, [&](xml_reader &r) {
+      r.fail("<!DOCTYPE> declarations are not allowed in thin metadata XML");
+    });
+  }
+
+  // --- structure --------------------------------------------------------------
+
+  void start(const char *name, const char **atts) {
+    auto found = lookup_element(name);
+    if (!found)
+      fail(std::string("unknown element <") + name +
+           "> (thin metadata XML has only <superblock>, <device>, <def>, <ref>, <range_mapping> and "
+           "<single_mapping>)");
+    element k = *found;
+    element parent = stack_.empty() ? element::none : stack_.back();
+
+    if (is_mapping(parent) || parent == element::ref)
+      fail(tag(k) + " inside " + tag(parent) + ": " + tag(parent) + " must be empty");
+    if (parent == element::none && k != element::superblock)
+      fail(tag(k) + " before <superblock>: the document must start with <superblock>");
+
+    switch (k) {
+      case element::superblock:
+        if (parent != element::none) fail("a second <superblock> inside " + tag(parent) + ": only one is allowed");
+        begin_superblock(atts);
+        break;
+      case element::device:
+        if (parent == element::device) fail("nested <device>: a <device> cannot contain another <device>");
+        if (parent == element::def) fail("<device> inside <def>: a <def> holds only mappings");
+        begin_device(atts);
+        break;
+      case element::def:
+        if (parent == element::device)
+          fail("<def> inside <device>: a <def> belongs directly in <superblock>, use <ref> in the device");
+        if (parent == element::def) fail("nested <def>: a <def> holds only mappings");
+        begin_def(atts);
+        break;
+      case element::ref:
+        if (parent == element::def) fail("<ref> inside <def>: a <def> holds only mappings");
+        if (parent != element::device) fail("<ref> outside a <device>: a <ref> belongs inside a <device>");
+        ref(atts);
+        break;
+      case element::range_mapping:
+      case element::single_mapping:
+        if (parent != element::device && parent != element::def)
+          fail(tag(k) + " outside a <device> or <def>");
+        mapping(k, atts);
+        break;
+      case element::none:
+        break;
+    }
+    stack_.push_back(k);
+  }
+
+  void end(const char *) {
+    // Expat guarantees the end tag matches the innermost open element.
+    element k = stack_.back();
+    stack_.pop_back();
+    switch (k) {
+      case element::device:
+        notify([&] { e_.end_device(); });
+        break;
+      case element::def:
+        defs_[current_def_] = span_;
+        current_def_.clear();
+        notify([&] { e_.end_def(); });
+        break;
+      case element::superblock:
+        superblock_closed_ = true;
+        superblock_end_line_ = current_line();
+        break;
+      default:
+        break;
+    }
+  }
+
+  void text(const char *s, int len) {
+    for (int i = 0; i < len; ++i) {
+      char c = s[i];
+      if (c != ' ' && c != '\t' && c != '\n' && c != '\r')
+        fail("unexpected text \"" + std::string(s + i, s + len) + "\": only elements, whitespace and comments are "
+             "allowed");
+    }
+  }
+
+  // --- attributes -------------------------------------------------------------
+
+  // The values of an element's attributes, in the order of `names` (null
+  // when absent). Unknown attributes are errors; expat rejects duplicates.
+  template <std::size_t N>
+  std::array<const char *, N> attributes(element k, const char **atts, const std::array<const char *, N> &names) {
+    std::array<const char *, N> v{};
+    for (const char **a = atts; *a; a += 2) {
+      std::size_t i = 0;
+      while (i < N && std::strcmp(a[0], names[i]) != 0) ++i;
+      if (i == N) fail(std::string("unknown attribute \"") + a[0] + "\" on " + tag(k));
+      v[i] = a[1];
+    }
+    return v;
+  }
+
+  const char *required(element k, const char *name, const char *value) {
+    if (!value) fail(tag(k) + " is missing the required attribute \"" + name + "\"");
+    return value;
+  }
+
+  uint64_t number(element k, const char *name, const char *value, uint64_t max, const char *why = nullptr) {
+    required(k, name, value);
+    auto v = parse_decimal(value);
+    std::string what = tag(k) + " attribute " + name + "=\"" + value + "\"";
+    if (!v && !all_digits(value)) fail(what + " is not a non-negative decimal integer");
+    if (!v || *v > max)
+      fail(what + " is out of range (at most " + std::to_string(max) + (why ? std::string(", ") + why : "") + ")");
+    return *v;
+  }
+
+  std::optional<uint64_t> optional_number(element k, const char *name, const char *value, uint64_t max) {
+    if (!value) return std::nullopt;
+    return number(k, name, value, max);
+  }
+
+  // --- elements -----------------------------------------------------------------
+
+  void begin_superblock(const char **atts) {
+    static constexpr std::array<const char *, 8> names = {
+        "uuid", "time", "transaction", "flags", "version", "data_block_size", "nr_data_blocks", "metadata_snap"};
+    constexpr element k = element::superblock;
+    auto v = attributes(k, atts, names);
+    superblock_info sb;
+    sb.uuid = required(k, "uuid", v[0]);
+    sb.time = number(k, "time", v[1], u32_max);
+    sb.trans_id = number(k, "transaction", v[2], u64_max);
+    if (auto f = optional_number(k, "flags", v[3], u32_max)) sb.flags = static_cast<uint32_t>(*f);
+    if (auto ver = optional_number(k, "version", v[4], u32_max)) sb.version = static_cast<uint32_t>(*ver);
+    sb.data_block_size = static_cast<uint32_t>(number(k, "data_block_size", v[5], u32_max));
+    sb.nr_data_blocks = number(k, "nr_data_blocks", v[6], u64_max);
+    sb.metadata_snap = optional_number(k, "metadata_snap", v[7], u64_max);
+
+    const superblock_overrides &o = opts_.overrides;
+    if (o.transaction_id) sb.trans_id = *o.transaction_id;
+    if (o.data_block_size) sb.data_block_size = *o.data_block_size;
+    if (o.nr_data_blocks) sb.nr_data_blocks = *o.nr_data_blocks;
+
+    if (sb.data_block_size < min_data_block_size || sb.data_block_size > max_data_block_size ||
+        sb.data_block_size % min_data_block_size != 0)
+      fail("data_block_size " + std::to_string(sb.data_block_size) + (o.data_block_size ? " (overridden)" : "") +
+           " is invalid: it must be a multiple of 128 sectors between 128 and 2097152");
+
+    superblock_seen_ = true;
+    nr_data_blocks_ = sb.nr_data_blocks;
+    nr_data_blocks_overridden_ = o.nr_data_blocks.has_value();
+    notify([&] { e_.begin_superblock(sb); });
+  }
+
+  void begin_device(const char **atts) {
+    static constexpr std::array<const char *, 5> names = {"dev_id", "mapped_blocks", "transaction", "creation_time",
+                                                          "snap_time"};
+    constexpr element k = element::device;
+    auto v = attributes(k, atts, names);
+    device_info d;
+    d.dev_id = number(k, "dev_id", v[0], max_dev_id);
+    d.mapped_blocks = number(k, "mapped_blocks", v[1], u64_max);
+    d.trans_id = number(k, "transaction", v[2], u64_max);
+    d.creation_time = number(k, "creation_time", v[3], u32_max);
+    d.snap_time = number(k, "snap_time", v[4], u32_max);
+    if (!dev_ids_.insert(d.dev_id).second)
+      fail("duplicate <device dev_id=\"" + std::to_string(d.dev_id) + "\">: each device may appear only once");
+    span_ = {};
+    scope_ = "device " + std::to_string(d.dev_id);
+    notify([&] { e_.begin_device(d); });
+  }
+
+  void begin_def(const char **atts) {
+    static constexpr std::array<const char *, 1> names = {"name"};
+    auto v = attributes(element::def, atts, names);
+    std::string name = required(element::def, "name", v[0]);
+    if (name.empty()) fail("<def> has an empty name");
+    if (defs_.count(name)) fail("duplicate <def name=\"" + name + "\">: each def name may be defined only once");
+    defs_.emplace(name, origin_span{});
+    current_def_ = name;
+    span_ = {};
+    scope_ = "def \"" + name + "\"";
+    notify([&] { e_.begin_def(name); });
+  }
+
+  void ref(const char **atts) {
+    static constexpr std::array<const char *, 1> names = {"name"};
+    auto v = attributes(element::ref, atts, names);
+    std::string name = required(element::ref, "name", v[0]);
+    auto it = defs_.find(name);
+    if (it == defs_.end()) fail("<ref name=\"" + name + "\"/> names no <def> that appears before it");
+    const origin_span &d = it->second;
+    if (d.any) {
+      if (span_.any && d.first <= span_.last)
+        fail("<ref name=\"" + name + "\"/> maps origin blocks " + std::to_string(d.first) + ".." +
+             std::to_string(d.last) + ", which do not come after the previous mapping of " + scope_ +
+             " (ending at origin block " + std::to_string(span_.last) + ")");
+      if (!span_.any) span_.first = d.first;
+      span_.any = true;
+      span_.last = d.last;
+    }
+    notify([&] { e_.ref(name); });
+  }
+
+  void mapping(element k, const char **atts) {
+    uint64_t origin, data, len;
+    uint32_t time;
+    if (k == element::range_mapping) {
+      static constexpr std::array<const char *, 4> names = {"origin_begin", "data_begin", "length", "time"};
+      auto v = attributes(k, atts, names);
+      origin = number(k, "origin_begin", v[0], u64_max);
+      data = number(k, "data_begin", v[1], u64_max);
+      len = number(k, "length", v[2], u64_max);
+      time = mapping_time(k, v[3]);
+      if (len == 0) fail("<range_mapping> with length 0: a range must map at least one block");
+    } else {
+      static constexpr std::array<const char *, 3> names = {"origin_block", "data_block", "time"};
+      auto v = attributes(k, atts, names);
+      origin = number(k, "origin_block", v[0], u64_max);
+      data = number(k, "data_block", v[1], u64_max);
+      len = 1;
+      time = mapping_time(k, v[2]);
+    }
+
+    if (origin > u64_max - (len - 1))
+      fail(tag(k) + " origin blocks " + std::to_string(origin) + " + " + std::to_string(len) +
+           " run past the largest block number (2^64-1)");
+    if (data > u64_max - (len - 1))
+      fail(tag(k) + " data blocks " + std::to_string(data) + " + " + std::to_string(len) +
+           " run past the largest block number (2^64-1)");
+    uint64_t data_last = data + (len - 1);
+    if (data_last >= nr_data_blocks_)
+      fail(tag(k) + " maps data block " + std::to_string(data_last) + ", beyond the data device: nr_data_blocks is " +
+           std::to_string(nr_data_blocks_) + (nr_data_blocks_overridden_ ? " (overridden)" : "") +
+           ", so data blocks must be below it");
+    if (data_last > max_data_block)
+      fail(tag(k) + " maps data block " + std::to_string(data_last) + ", above the largest a mapping can hold (" +
+           std::to_string(max_data_block) + ")");
+    if (span_.any && origin <= span_.last)
+      fail(tag(k) + " at origin block " + std::to_string(origin) + " does not come after the previous mapping of " +
+           scope_ + " (ending at origin block " + std::to_string(span_.last) +
+           "): mappings must be in increasing origin order, without duplicates or overlaps");
+    if (!span_.any) span_.first = origin;
+    span_.any = true;
+    span_.last = origin + (len - 1);
+
+    if (k == element::range_mapping)
+      notify([&] { e_.range_map(origin, data, time, len); });
+    else
+      notify([&] { e_.single_map(origin, data, time); });
+  }
+
+  uint32_t mapping_time(element k, const char *value) {
+    return static_cast<uint32_t>(number(k, "time", value, max_mapping_time, "a mapping stores 24 bits of time"));
+  }
+
+  emitter &e_;
+  const xml_parse_options &opts_;
+  XML_Parser p_ = nullptr;
+  std::exception_ptr pending_;
+
+  std::vector<element> stack_;  // open elements; depth is at most 3
+  bool superblock_seen_ = false;
+  bool superblock_closed_ = false;
+  uint64_t superblock_end_line_ = 0;
+  uint64_t nr_data_blocks_ = 0;
+  bool nr_data_blocks_overridden_ = false;
+
+  std::unordered_set<uint64_t> dev_ids_;
+  std::unordered_map<std::string, origin_span> defs_;
+  std::string current_def_;
+  origin_span span_;   // of the open device or def
+  std::string scope_;  // "device 3" or "def \"x\"", for messages
+};
+
+}  // namespace
+
+void parse_xml(std::istream &in, emitter &e, const xml_parse_options &opts) {
+  xml_reader r(e, opts);
+  r.run(in);
+}
+
+}  // namespace thin
