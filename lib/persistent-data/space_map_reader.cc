@@ -91,7 +91,8 @@ space_map_contents read_space_map(block_cache &cache, const disk_sm_root &root, 
     return sm;
   }
   // Guard against absurd sizes from a damaged root before allocating.
-  const block_address nr_bitmaps = (sm.nr_blocks + entries_per_bitmap - 1) / entries_per_bitmap;
+  // (Rounded up without overflowing for sizes near 2^64.)
+  const block_address nr_bitmaps = sm.nr_blocks / entries_per_bitmap + (sm.nr_blocks % entries_per_bitmap != 0);
   if (kind == space_map_kind::data && nr_bitmaps > cache.nr_blocks()) {
     problems.problem({0,
                       fmt::format("data space map claims {} blocks, needing {} bitmaps, more than the metadata "

@@ -58,8 +58,10 @@ disk_sm_root write_data_space_map(transaction_manager &tm, space_map &data_sm, s
   const uint64_t n = nr_bitmaps(data_sm.nr_blocks());
   layout.bitmaps.resize(n, 0);
   const bool index_dirty = !data_sm.dirty_bitmaps().empty() || !layout.index_root;
-  std::vector<index_entry_disk> entries(n);
+  std::vector<index_entry_disk> &entries = layout.entries;
   if (index_dirty) {
+    const bool entries_known = entries.size() == n;
+    entries.resize(n);
     for (uint64_t i = 0; i < n; i++) {
       bool dirty = data_sm.dirty_bitmaps().count(i) || !layout.bitmaps[i];
       if (dirty) {
@@ -69,8 +71,8 @@ disk_sm_root write_data_space_map(transaction_manager &tm, space_map &data_sm, s
         tm.write_now(b);
         if (layout.bitmaps[i]) tm.dec(layout.bitmaps[i]);
         layout.bitmaps[i] = b;
-      } else {
-        // Unchanged bitmap: recompute its index entry from the counts.
+      } else if (!entries_known) {
+        // Unchanged bitmap, entry not known yet: compute it from the counts.
         block_buffer scratch;
         entries[i] = fill_bitmap(data_sm, i, scratch.raw(), layout.bitmaps[i]);
       }

@@ -23,6 +23,7 @@ struct space_map_layout {
   std::vector<block_address> bitmaps;  // location of bitmap i (0 = none yet)
   block_address index_root = 0;        // data: index btree root; metadata: index block
   block_address overflow_root = 0;     // overflow btree root (0 = none yet)
+  std::vector<index_entry_disk> entries;  // data: index entries as last written
 };
 
 // Writes the data space map's changes; returns its new root. Call before

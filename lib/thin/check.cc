@@ -285,6 +285,17 @@ check_result check_metadata(block_io &io, const check_options &opts, check_repor
             fmt::format("metadata space map covers {} blocks, but the metadata device has only {}", sm_meta_blocks,
                         nr_meta)});
   }
+  // Every data bitmap is a metadata block, so a data space map that needs more
+  // bitmaps than the metadata device has blocks is garbage; its size must not
+  // reach the counters below (an absurd size overflows or exhausts memory).
+  const uint64_t sm_data_blocks = data_root.nr_blocks.get();
+  const uint64_t data_bitmaps = sm_data_blocks / entries_per_bitmap + (sm_data_blocks % entries_per_bitmap != 0);
+  if (data_bitmaps > nr_meta) {
+    report({damage_kind::superblock_field, true, 0, std::nullopt, std::nullopt,
+            fmt::format("data space map covers {} blocks, needing {} bitmaps, more than the metadata device's {} "
+                        "blocks",
+                        sm_data_blocks, data_bitmaps, nr_meta)});
+  }
   if (live.compat_ro_flags)
     report({damage_kind::superblock_field, true, 0, std::nullopt, std::nullopt,
             fmt::format("superblock has read-only-compatible feature flags {:#x} this tool does not know",
@@ -308,31 +319,42 @@ check_result check_metadata(block_io &io, const check_options &opts, check_repor
 
   // 3. Mapping tree.
   r.stage(opts.skip_mappings ? "examining top level of mapping tree" : "examining mapping tree");
-  auto top = tc.top_level(sb.mapping_root);
-  {
-    std::map<uint64_t, block_address> top_map(top.begin(), top.end());
+  // Details against the top level of the mapping tree, then each device's
+  // mappings against its mapped_blocks: for the trees being checked and, in a
+  // normal check, for the metadata snapshot's (`prefix` names which).
+  auto match_devices = [&](const std::map<uint64_t, device_details> &dets,
+                           const std::vector<std::pair<uint64_t, block_address>> &tops, const std::string &prefix) {
+    std::map<uint64_t, block_address> top_map(tops.begin(), tops.end());
     for (auto &[dev, root] : top_map)
-      if (!details.count(dev))
+      if (!dets.count(dev))
         report({damage_kind::device_missing, true, root, dev, std::nullopt,
-                fmt::format("mappings present for device {}, but it isn't in the device details tree", dev)});
-    for (auto &[dev, d] : details)
+                fmt::format("{}mappings present for device {}, but it isn't in the device details tree", prefix,
+                            dev)});
+    for (auto &[dev, d] : dets)
       if (!top_map.count(dev))
         report({damage_kind::device_missing, true, std::nullopt, dev, std::nullopt,
-                fmt::format("device {} is in the device details tree, but has no mapping tree", dev)});
-  }
-  if (opts.skip_mappings) return res;
+                fmt::format("{}device {} is in the device details tree, but has no mapping tree", prefix, dev)});
+  };
+  auto walk_devices = [&](const std::map<uint64_t, device_details> &dets,
+                          const std::vector<std::pair<uint64_t, block_address>> &tops, const std::string &prefix) {
+    for (auto &[dev, root] : tops) {
+      auto dr = tc.device(dev, root);
+      auto it = dets.find(dev);
+      if (!dr.damaged && it != dets.end() && it->second.mapped_blocks != dr.mappings)
+        report({damage_kind::mapped_blocks, true, std::nullopt, dev, std::nullopt,
+                fmt::format("{}thin device {} has {} mappings, but its details say mapped_blocks={}", prefix, dev,
+                            dr.mappings, it->second.mapped_blocks)});
+    }
+  };
 
-  for (auto &[dev, root] : top) {
-    auto dr = tc.device(dev, root);
-    auto it = details.find(dev);
-    if (!dr.damaged && it != details.end() && it->second.mapped_blocks != dr.mappings)
-      report({damage_kind::mapped_blocks, true, std::nullopt, dev, std::nullopt,
-              fmt::format("thin device {} has {} mappings, but its details say mapped_blocks={}", dev, dr.mappings,
-                          it->second.mapped_blocks)});
-  }
+  auto top = tc.top_level(sb.mapping_root);
+  match_devices(details, top, "");
+  if (opts.skip_mappings) return res;
+  walk_devices(details, top, "");
 
   // The metadata snapshot's trees (and its superblock copy) hold references
-  // too. Shared nodes were counted above and are not walked again.
+  // too, and must be as consistent as the live ones. Shared nodes were
+  // counted above and are not walked again.
   if (!opts.use_metadata_snap && live.held_root) {
     if (live.held_root >= nr_meta) {
       report({damage_kind::superblock_field, true, 0, std::nullopt, std::nullopt,
@@ -346,8 +368,10 @@ check_result check_metadata(block_io &io, const check_options &opts, check_repor
                 fmt::format("metadata snapshot superblock at block {}: {}", live.held_root, *err)});
       } else {
         superblock ssb = decode_superblock(snap.raw());
-        tc.details(ssb.details_root);
-        for (auto &[dev, root] : tc.top_level(ssb.mapping_root)) tc.device(dev, root);
+        auto snap_details = tc.details(ssb.details_root);
+        auto snap_top = tc.top_level(ssb.mapping_root);
+        match_devices(snap_details, snap_top, "metadata snapshot: ");
+        walk_devices(snap_details, snap_top, "metadata snapshot: ");
       }
     }
   } else if (opts.use_metadata_snap) {

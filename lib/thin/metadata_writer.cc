@@ -9,6 +9,7 @@
 #include "persistent-data/btree.h"
 #include "persistent-data/checksum.h"
 #include "persistent-data/endian.h"
+#include "persistent-data/space_map_reader.h"
 
 namespace thin {
 
@@ -17,6 +18,38 @@ using namespace pdata;
 metadata_writer::metadata_writer(block_io &io, block_address nr_meta, uint64_t nr_data)
     : io_(io), meta_sm_(nr_meta), data_sm_(nr_data) {
   tm_ = std::make_unique<transaction_manager>(io_, meta_sm_);
+}
+
+metadata_writer::metadata_writer(block_io &io, space_map meta, space_map data)
+    : io_(io), meta_sm_(std::move(meta)), data_sm_(std::move(data)) {
+  tm_ = std::make_unique<transaction_manager>(io_, meta_sm_);
+}
+
+namespace {
+class throw_on_problem : public space_map_problem_visitor {
+ public:
+  void problem(const space_map_problem &p) override {
+    if (p.fatal) throw metadata_error(fmt::format("cannot open metadata for writing: {}", p.what));
+  }
+};
+}  // namespace
+
+std::unique_ptr<metadata_writer> metadata_writer::open(block_io &io) {
+  superblock sb = read_superblock(io, 0);
+  block_cache cache(io);
+  throw_on_problem tp;
+  auto meta = read_space_map(cache, sb.metadata_sm_root(), space_map_kind::metadata, tp);
+  auto data = read_space_map(cache, sb.data_sm_root(), space_map_kind::data, tp);
+  std::unique_ptr<metadata_writer> w(
+      new metadata_writer(io, space_map(std::move(meta.counts)), space_map(std::move(data.counts))));
+  try {
+    w->meta_layout_ = read_space_map_layout(cache, sb.metadata_sm_root(), true);
+    w->data_layout_ = read_space_map_layout(cache, sb.data_sm_root(), false);
+  } catch (const std::exception &e) {
+    throw metadata_error(fmt::format("cannot open metadata for writing: {}", e.what()));
+  }
+  w->sb_ = sb;
+  return w;
 }
 
 std::unique_ptr<metadata_writer> metadata_writer::format(block_io &io, uint32_t data_block_size,

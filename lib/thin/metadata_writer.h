@@ -22,6 +22,11 @@ class metadata_writer {
   static std::unique_ptr<metadata_writer> format(pdata::block_io &io, uint32_t data_block_size,
                                                  uint64_t nr_data_blocks);
 
+  // Opens existing metadata for writing: superblock, both space maps (their
+  // counts and on-disk layout) and the roots. Throws metadata_error when any
+  // of it cannot be read.
+  static std::unique_ptr<metadata_writer> open(pdata::block_io &io);
+
   pdata::transaction_manager &tm() { return *tm_; }
   pdata::space_map &data_sm() { return data_sm_; }
   pdata::space_map &metadata_sm() { return meta_sm_; }
@@ -37,6 +42,7 @@ class metadata_writer {
 
  private:
   metadata_writer(pdata::block_io &io, pdata::block_address nr_meta, uint64_t nr_data);
+  metadata_writer(pdata::block_io &io, pdata::space_map meta, pdata::space_map data);
   pdata::block_io &io_;
   pdata::space_map meta_sm_;
   pdata::space_map data_sm_;

@@ -161,7 +161,7 @@ class xml_reader {
       if (!superblock_seen_ && code == XML_ERROR_NO_ELEMENTS)
         throw xml_error(line, "empty input: no <superblock> element found");
       throw xml_error(line, "the input ends before the document is complete (truncated?): " + open_elements() +
-                                " not closed (" + what + ")");
+                                " (" + what + ")");
     }
     if (code == XML_ERROR_JUNK_AFTER_DOC_ELEMENT && superblock_closed_)
       throw xml_error(line, "content after </superblock> (" + what +
@@ -169,14 +169,15 @@ class xml_reader {
     throw xml_error(line, "malformed XML: " + what);
   }
 
+  // What was left open at the end of the input, innermost first.
   std::string open_elements() const {
-    if (stack_.empty()) return "the <superblock> element was";
+    if (stack_.empty()) return "it stops inside the first tag";
     std::string s;
     for (auto it = stack_.rbegin(); it != stack_.rend(); ++it) {
       if (!s.empty()) s += ", ";
       s += tag(*it);
     }
-    return s + (stack_.size() == 1 ? " was" : " were");
+    return s + (stack_.size() == 1 ? " was not closed" : " were not closed");
   }
 
   uint64_t current_line() const { return static_cast<uint64_t>(XML_GetCurrentLineNumber(p_)); }
@@ -316,12 +317,14 @@ class xml_reader {
   }
 
   void text(const char *s, int len) {
-    for (int i = 0; i < len; ++i) {
-      char c = s[i];
-      if (c != ' ' && c != '\t' && c != '\n' && c != '\r')
-        fail("unexpected text \"" + std::string(s + i, s + len) + "\": only elements, whitespace and comments are "
-             "allowed");
-    }
+    auto blank = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; };
+    int i = 0;
+    while (i < len && blank(s[i])) ++i;
+    if (i == len) return;
+    int j = i;
+    while (j < len && !blank(s[j]) && j - i < 40) ++j;
+    fail("unexpected text \"" + std::string(s + i, s + j) + (j < len && !blank(s[j]) ? "...\"" : "\"") +
+         ": only elements, whitespace and comments are allowed here");
   }
 
   // --- attributes -------------------------------------------------------------
