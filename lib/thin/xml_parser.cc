@@ -120,7 +120,8 @@ class xml_reader {
       if (!buf) throw std::bad_alloc();
       std::streamsize n = read_chunk(in, static_cast<char *>(buf));
       bool final = in.eof();
-      if (XML_ParseBuffer(p_, static_cast<int>(n), final ? XML_TRUE : XML_FALSE) != XML_STATUS_OK) failed(final);
+      if (XML_ParseBuffer(p_, static_cast<int>(n), final ? XML_TRUE : XML_FALSE) != XML_STATUS_OK || pending_)
+        failed(final);
       if (final) break;
     }
     // Expat has seen the whole document, well formed, root closed.
@@ -138,14 +139,17 @@ class xml_reader {
       // Only when the caller enabled stream exceptions; reaching the end is
       // not an error.
       if (!in.eof() || in.bad()) read_failed(f.what());
+    } catch (const std::exception &ex) {
+      // The stream buffer's own exception, rethrown when badbit is enabled.
+      read_failed(ex.what());
     }
     if (in.bad() || (in.fail() && !in.eof())) read_failed("the input stream failed");
     return in.gcount();
   }
 
   [[noreturn]] void read_failed(const std::string &why) {
-    throw xml_error("error reading the XML input (no line number: the read itself failed after line " +
-                    std::to_string(current_line()) + "): " + why);
+    throw xml_error("error reading the XML input (no line number: the read failed, not the XML; parsing had "
+                    "reached line " + std::to_string(current_line()) + "): " + why);
   }
 
   // XML_ParseBuffer failed: either a callback stopped it (rethrow what the
@@ -184,12 +188,11 @@ class xml_reader {
 
   [[noreturn]] void fail(const std::string &message) const { throw xml_error(current_line(), message); }
 
-  // Rethrows the exception in flight as an xml_error at `line`, keeping the
-  // original nested. Our own xml_errors and broken_pipe pass unchanged.
+  // Rethrows the emitter's exception in flight as an xml_error at `line`,
+  // keeping the original nested. broken_pipe (the reader of our output went
+  // away) and exceptions not derived from std::exception pass unchanged.
   [[noreturn]] static void rethrow_for_line(uint64_t line) {
     try {
-      throw;
-    } catch (const xml_error &) {
       throw;
     } catch (const broken_pipe &) {
       throw;
@@ -208,9 +211,6 @@ class xml_reader {
   static void notify_at(uint64_t line, F &&f) {
     try {
       f();
-    } catch (const xml_error &ex) {
-      // An xml_error from the emitter is still the emitter's failure.
-      std::throw_with_nested(xml_error(line, ex.what()));
     } catch (...) {
       rethrow_for_line(line);
     }
