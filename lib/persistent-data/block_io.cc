@@ -167,6 +167,20 @@ void fault_injecting_block_io::write(block_address b, const void *buf, std::size
   }
 }
 
+void fault_injecting_block_io::write_fua(block_address b, const void *buf, std::size_t count) {
+  auto *src = static_cast<const unsigned char *>(buf);
+  for (std::size_t i = 0; i < count; i++) {
+    block_address blk = b + i;
+    writes_++;
+    if (writes_ == fail_write_n_ || bad_writes_.count(blk))
+      throw io_error(fmt::format("injected write failure at block {}", blk));
+    // A later FUA write supersedes older pending copies of the block.
+    for (auto it = pending_.begin(); it != pending_.end();)
+      it = it->first == blk ? pending_.erase(it) : std::next(it);
+    inner_.write(blk, src + i * block_size, 1);
+  }
+}
+
 void fault_injecting_block_io::flush() {
   flushes_++;
   for (auto &[blk, buf] : pending_) inner_.write(blk, buf->raw(), 1);
@@ -174,16 +188,21 @@ void fault_injecting_block_io::flush() {
   inner_.flush();
 }
 
-std::size_t fault_injecting_block_io::crash(double keep_fraction, uint64_t seed) {
+std::size_t fault_injecting_block_io::crash_into(block_io &target, double keep_fraction, uint64_t seed) const {
   std::mt19937_64 rng(seed);
   std::uniform_real_distribution<double> coin(0.0, 1.0);
   std::size_t lost = 0;
   for (auto &[blk, buf] : pending_) {
     if (keep_fraction > 0.0 && coin(rng) < keep_fraction)
-      inner_.write(blk, buf->raw(), 1);
+      target.write(blk, buf->raw(), 1);
     else
       lost++;
   }
+  return lost;
+}
+
+std::size_t fault_injecting_block_io::crash(double keep_fraction, uint64_t seed) {
+  std::size_t lost = crash_into(inner_, keep_fraction, seed);
   pending_.clear();
   return lost;
 }

@@ -62,13 +62,14 @@ std::optional<log_entry> log_reader::next() {
   pos_ += sectorsize_;
   e.payload_offset = pos_;
   if (!(e.flags & (log_discard | log_mark))) {
-    uint64_t len = e.nr_sectors * sectorsize_;
-    if (pos_ + len > src_.size()) {
+    // (Compared by division: a garbage nr_sectors must not overflow.)
+    uint64_t size = src_.size();
+    if (pos_ > size || e.nr_sectors > (size - pos_) / sectorsize_) {
       if (index_ < nr_entries_)
         throw std::runtime_error(fmt::format("log truncated in the payload of entry {}", index_));
       return std::nullopt;
     }
-    pos_ += len;
+    pos_ += e.nr_sectors * sectorsize_;
   }
   index_++;
   return e;
