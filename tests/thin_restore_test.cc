@@ -193,6 +193,16 @@ TEST(thin_restore, an_output_too_small_is_refused_saying_how_large_it_must_be) {
   EXPECT_NE(r.err.find("needs at least"), std::string::npos) << r.err;
   auto after = test::read_binary(out);
   EXPECT_TRUE(std::all_of(after.begin(), after.begin() + 4096, [](unsigned char c) { return c == 0; }));
+  // The hint is exact: that many blocks are enough, one fewer is not.
+  auto pos = r.err.find("needs at least ");
+  ASSERT_NE(pos, std::string::npos);
+  uint64_t need = std::stoull(r.err.substr(pos + 15));
+  make_file(out, need * 4096);
+  auto ok = test::run_tool("thin_restore", {"-i", test::fixture_file("btree", "thin_dump.xml"), "-o", out});
+  EXPECT_EQ(ok.exit_code, 0) << ok.err;
+  EXPECT_EQ(test::run_tool("thin_check", {"-q", out}).exit_code, 0);
+  make_file(out, (need - 1) * 4096);
+  EXPECT_EQ(test::run_tool("thin_restore", {"-i", test::fixture_file("btree", "thin_dump.xml"), "-o", out}).exit_code, 1);
 }
 
 TEST(thin_restore, refuses_the_same_file_as_input_and_output_and_missing_arguments) {

@@ -19,6 +19,7 @@
 
 #include "commands.h"
 #include "persistent-data/errors.h"
+#include "persistent-data/space_map_disk.h"
 #include "persistent-data/transaction_manager.h"
 #include "thin/restore.h"
 #include "thin/xml_parser.h"
@@ -88,10 +89,24 @@ std::optional<uint64_t> blocks_needed(const std::string &input, const thin::xml_
     xml_input in(input);
     thin::restore_emitter r(io);
     thin::parse_xml(in.stream(), r, po);
-    return r.stats().metadata_blocks_used;
+    // The scratch space map has bitmaps for its whole (maximal) size; a
+    // device of N blocks needs only ceil(N / 16320) of them.
+    const uint64_t used = r.stats().metadata_blocks_used;
+    const uint64_t scratch_bitmaps = (pdata::max_metadata_blocks + pdata::entries_per_bitmap - 1) / pdata::entries_per_bitmap;
+    const uint64_t other = used - scratch_bitmaps;
+    uint64_t need = other + 1;
+    while (other + (need + pdata::entries_per_bitmap - 1) / pdata::entries_per_bitmap > need) need++;
+    return need;
   } catch (...) {
     return std::nullopt;
   }
+}
+
+std::string too_small(const std::string &output, uint64_t blocks, std::optional<uint64_t> need) {
+  std::string msg = fmt::format("{}: output too small: the metadata does not fit in its {} blocks ({} KiB)", output,
+                                blocks, blocks * pdata::block_size / 1024);
+  if (need) msg += fmt::format("; it needs at least {} blocks ({} KiB)", *need, *need * pdata::block_size / 1024);
+  return msg;
 }
 
 }  // namespace
@@ -135,6 +150,7 @@ int thin_restore_main(std::vector<std::string> args) {
 
   thin::xml_parse_options po;
   std::unique_ptr<thin::restore_emitter> restorer;
+  uint64_t output_blocks = 0;
   try {
     if (!tid.empty()) po.overrides.transaction_id = parse_u64(tid, "--transaction-id");
     if (!dbs.empty()) {
@@ -148,6 +164,7 @@ int thin_restore_main(std::vector<std::string> args) {
 
     xml_input in(input);
     auto io = open_metadata(output, {true, true});
+    output_blocks = io->nr_blocks();
     restorer = std::make_unique<thin::restore_emitter>(*io);
     try {
       thin::parse_xml(in.stream(), *restorer, po);
@@ -167,11 +184,9 @@ int thin_restore_main(std::vector<std::string> args) {
     try {
       std::rethrow_if_nested(e);
     } catch (const pdata::out_of_metadata_space &) {
-      auto need = blocks_needed(input, po);
-      msg = fmt::format("{}: output too small: the metadata does not fit in {}", output,
-                        restorer ? fmt::format("{} blocks", restorer->stats().metadata_blocks_total) : std::string("it"));
-      if (need)
-        msg += fmt::format("; it needs at least {} blocks ({} KiB)", *need, *need * pdata::block_size / 1024);
+      msg = too_small(output, output_blocks, blocks_needed(input, po));
+    } catch (const thin::metadata_error &) {
+      if (output_blocks < 16) msg = too_small(output, output_blocks, blocks_needed(input, po));
     } catch (...) {
     }
     return fail(msg);
