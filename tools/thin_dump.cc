@@ -18,6 +18,7 @@
 #include "commands.h"
 #include "persistent-data/errors.h"
 #include "thin/dump.h"
+#include "thin/repair.h"
 #include "thin/superblock.h"
 #include "tool_support.h"
 
@@ -30,6 +31,7 @@ const char *dump_usage =
     "Options:\n"
     "  {-h|--help}\n"
     "  {-f|--format} {xml|human_readable}\n"
+    "  {-r|--repair}\n"
     "  {-m|--metadata-snap} [block#]\n"
     "  {-o|--output} <xml file>\n"
     "  {--dev-id} <dev-id>\n"
@@ -49,7 +51,7 @@ bool ends_with(const std::string &s, const std::string &suffix) {
 int thin_dump_main(std::vector<std::string> args) {
   thin::dump_options opts;
   thin::superblock_overrides overrides;
-  bool quiet = false, help = false, version = false, snap_flag = false;
+  bool quiet = false, help = false, version = false, snap_flag = false, repair = false;
   std::string format = "xml", output, tid, dbs, ndb, snap_value;
   std::vector<std::string> dev_ids, inputs;
 
@@ -60,6 +62,7 @@ int thin_dump_main(std::vector<std::string> args) {
   app.add_flag("-h,--help", help);
   app.add_flag("-V,--version", version);
   app.add_flag("-q,--quiet", quiet);
+  app.add_flag("-r,--repair", repair);
   app.add_flag("--metadata-snap-placeholder", snap_flag);  // -m is taken out before parsing
   app.add_option("-f,--format", format);
   app.add_option("-o,--output", output);
@@ -142,7 +145,16 @@ int thin_dump_main(std::vector<std::string> args) {
                                                            : thin::make_human_readable_emitter(*sink);
     auto e = thin::make_override_emitter(*inner, overrides);
     try {
-      thin::dump_metadata(*io, opts, *e);
+      if (repair) {
+        if (snap) throw usage_error("--repair cannot be combined with --metadata-snap");
+        thin::repair_options ro;
+        ro.overrides = overrides;
+        thin::repair_report report;
+        thin::repair_dump(*io, ro, *e, report);
+        if (!quiet) std::cerr << report.text();
+      } else {
+        thin::dump_metadata(*io, opts, *e);
+      }
       sink->flush();
       if (gz) {
         gz->reset();  // completes the gzip trailer

@@ -271,24 +271,46 @@ void remove_rec(transaction_manager &tm, node_mut &n, uint64_t key, const value_
     tm.dec(nchild);
     return;
   }
-  // Merge an underfull child with a neighbour when both fit in one node.
+  // Keep every non-root node at least a third full, as the kernel does:
+  // merge an underfull child into a neighbour, or share entries with it.
   if (c.nr() >= c.max() / 3 || n.nr() < 2) return;
   uint32_t j = ui + 1 < n.nr() ? ui + 1 : ui - 1;
-  block_ref sib = tm.read(n.value64(j));
-  btree_node_view sv(sib->raw());
-  if (sv.nr_entries() + c.nr() > c.max() || sv.max_entries() != c.max() || sv.value_size() != c.vsize() ||
-      sv.flags() != c.h().flags.get())
-    return;
+  {
+    block_ref sib = tm.read(n.value64(j));
+    btree_node_view sv(sib->raw());
+    if (sv.max_entries() != c.max() || sv.value_size() != c.vsize() || sv.flags() != c.h().flags.get()) return;
+  }
   block_address nsib;
   node_mut s(shadow_node(tm, n.value64(j), ops, nsib));
   n.set_value64(j, nsib);
   uint32_t left_i = std::min(ui, j), right_i = std::max(ui, j);
   node_mut left = left_i == ui ? c : s, right = left_i == ui ? s : c;
   block_address right_b = left_i == ui ? nsib : nchild;
-  left.append_from(right, 0, right.nr());
-  right.h().nr_entries.set(0);
-  n.erase_at(right_i);
-  tm.dec(right_b);
+  const uint32_t total = left.nr() + right.nr();
+  if (total <= left.max()) {
+    left.append_from(right, 0, right.nr());
+    right.h().nr_entries.set(0);
+    n.erase_at(right_i);
+    tm.dec(right_b);
+    return;
+  }
+  const uint32_t want_left = total / 2;
+  if (left.nr() < want_left) {
+    uint32_t moving = want_left - left.nr();
+    left.append_from(right, 0, moving);
+    // Shift the rest of the right node down.
+    node_mut tmp = right;
+    for (uint32_t k = 0; k < moving; k++) tmp.erase_at(0);
+  } else {
+    uint32_t moving = left.nr() - want_left;
+    // Prepend the left node's last entries to the right node.
+    for (uint32_t k = 0; k < moving; k++) {
+      uint32_t last = left.nr() - 1;
+      right.insert_at(0, left.key(last), left.value(last));
+      left.h().nr_entries.set(last);
+    }
+  }
+  n.set_key(right_i, right.key(0));
 }
 
 }  // namespace
@@ -349,8 +371,9 @@ void btree_for_each(transaction_manager &tm, block_address root,
 
 //------------------------------------------------------------------ builder
 
-btree_builder::btree_builder(transaction_manager &tm, uint32_t value_size)
-    : tm_(tm), vsize_(value_size), max_(btree_max_entries(value_size)) {}
+btree_builder::btree_builder(transaction_manager &tm, uint32_t value_size,
+                             std::function<void(const unsigned char *)> value_inc)
+    : tm_(tm), vsize_(value_size), max_(btree_max_entries(value_size)), value_inc_(std::move(value_inc)) {}
 
 void btree_builder::emit_leaf(std::size_t count) {
   block_address b;
@@ -360,9 +383,33 @@ void btree_builder::emit_leaf(std::size_t count) {
   std::memcpy(n.value(0), values_.data(), std::size_t(vsize_) * count);
   n.h().nr_entries.set(static_cast<uint32_t>(count));
   level0_.push_back({b, keys_[0], keys_[count - 1]});
+  shared_.push_back(false);
   tm_.write_now(b);
   keys_.erase(keys_.begin(), keys_.begin() + static_cast<std::ptrdiff_t>(count));
   values_.erase(values_.begin(), values_.begin() + static_cast<std::ptrdiff_t>(count * vsize_));
+}
+
+void btree_builder::emit_buffer() {
+  std::size_t n = keys_.size();
+  if (n > max_) emit_leaf(n / 2);
+  if (!keys_.empty()) emit_leaf(keys_.size());
+}
+
+void btree_builder::take_back(const leaf_info &leaf, bool shared) {
+  block_ref blk = read_node(tm_, leaf.block);
+  btree_node_view v(blk->raw());
+  std::vector<uint64_t> keys;
+  std::vector<unsigned char> values;
+  for (uint32_t i = 0; i < v.nr_entries(); i++) {
+    keys.push_back(v.key(i));
+    values.insert(values.end(), v.value_ptr(i), v.value_ptr(i) + vsize_);
+  }
+  keys_.insert(keys_.begin(), keys.begin(), keys.end());
+  values_.insert(values_.begin(), values.begin(), values.end());
+  // Our reference to the leaf goes (a shared one lives on elsewhere; the
+  // caller counted the copy's references to its values).
+  (void)shared;
+  tm_.dec(leaf.block);
 }
 
 void btree_builder::add(uint64_t key, const void *value) {
@@ -381,34 +428,55 @@ void btree_builder::add_leaf(block_address leaf, uint64_t first_key, uint64_t la
   if (have_last_ && first_key <= last_key_)
     throw std::invalid_argument(fmt::format("btree_builder: shared leaf starting at {} after key {}", first_key,
                                             last_key_));
-  // Flush buffered entries, balanced over at most two leaves.
-  std::size_t n = keys_.size();
-  if (n > max_) emit_leaf(n / 2);
-  if (!keys_.empty()) emit_leaf(keys_.size());
+  const std::size_t min = max_ / 3;
+  block_ref blk = read_node(tm_, leaf);
+  btree_node_view v(blk->raw());
+  const std::size_t n = v.nr_entries();
+  // Share the leaf only if it, and whatever precedes it, are full enough.
+  if (n < min || (!keys_.empty() && keys_.size() < min)) {
+    for (uint32_t i = 0; i < n; i++) {
+      if (value_inc_) value_inc_(v.value_ptr(i));
+      add(v.key(i), v.value_ptr(i));
+    }
+    return;
+  }
+  emit_buffer();
   tm_.inc(leaf);
   level0_.push_back({leaf, first_key, last_key});
+  shared_.push_back(true);
+  entries_ += n;
   have_last_ = true;
   last_key_ = last_key;
 }
 
 std::vector<btree_builder::leaf_info> btree_builder::finish_leaves() {
-  std::size_t n = keys_.size();
-  if (n > max_) emit_leaf(n / 2);
-  if (!keys_.empty()) emit_leaf(keys_.size());
+  // A short tail joins the leaf before it (copied if that one was shared).
+  if (!keys_.empty() && keys_.size() < max_ / 3 && !level0_.empty()) {
+    leaf_info prev = level0_.back();
+    bool was_shared = shared_.back();
+    level0_.pop_back();
+    shared_.pop_back();
+    if (was_shared) {
+      block_ref blk = read_node(tm_, prev.block);
+      btree_node_view v(blk->raw());
+      for (uint32_t i = 0; i < v.nr_entries(); i++)
+        if (value_inc_) value_inc_(v.value_ptr(i));
+    }
+    take_back(prev, was_shared);
+  }
+  emit_buffer();
   std::vector<leaf_info> out;
   out.swap(level0_);
+  shared_.clear();
   return out;
 }
 
 block_address btree_builder::finish() {
-  std::size_t n = keys_.size();
-  if (n > max_) emit_leaf(n / 2);
-  if (!keys_.empty()) emit_leaf(keys_.size());
-  if (level0_.empty()) return btree_empty(tm_, vsize_);
+  auto leaves = finish_leaves();
+  if (leaves.empty()) return btree_empty(tm_, vsize_);
   std::vector<std::pair<uint64_t, block_address>> nodes;
-  nodes.reserve(level0_.size());
-  for (auto &l : level0_) nodes.emplace_back(l.first_key, l.block);
-  level0_.clear();
+  nodes.reserve(leaves.size());
+  for (auto &l : leaves) nodes.emplace_back(l.first_key, l.block);
   return btree_build_internal(tm_, std::move(nodes));
 }
 

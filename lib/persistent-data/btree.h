@@ -63,10 +63,14 @@ void btree_for_each(transaction_manager &tm, block_address root,
 // Builds a tree bottom-up from entries given in strictly increasing key order.
 // Leaves are written as soon as they are full (write_now), so memory stays
 // small. Whole existing leaves may be appended (shared subtrees): their
-// reference count is incremented.
+// reference count is incremented. Every non-root node holds at least a third
+// of max_entries, as the kernel's trees do (thin_check 0.9.0 rejects less):
+// a shared leaf that would leave a smaller neighbour is copied instead.
 class btree_builder {
  public:
-  btree_builder(transaction_manager &tm, uint32_t value_size);
+  // `value_inc` counts a reference to a value copied out of a shared leaf.
+  btree_builder(transaction_manager &tm, uint32_t value_size,
+                std::function<void(const unsigned char *)> value_inc = {});
   void add(uint64_t key, const void *value);
   // Appends an existing leaf whose keys all follow the entries added so far.
   void add_leaf(block_address leaf, uint64_t first_key, uint64_t last_key);
@@ -83,12 +87,17 @@ class btree_builder {
 
  private:
   void emit_leaf(std::size_t count);
+  void emit_buffer();  // all buffered entries, balanced over one or two leaves
+  // Moves a leaf's entries into the buffer (dropping our reference to it).
+  void take_back(const leaf_info &leaf, bool shared);
   transaction_manager &tm_;
   uint32_t vsize_;
   uint32_t max_;
+  std::function<void(const unsigned char *)> value_inc_;
   std::vector<uint64_t> keys_;
   std::vector<unsigned char> values_;
   std::vector<leaf_info> level0_;  // finished leaves
+  std::vector<bool> shared_;        // per finished leaf: appended with add_leaf
   uint64_t entries_ = 0;
   bool have_last_ = false;
   uint64_t last_key_ = 0;

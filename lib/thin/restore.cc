@@ -64,7 +64,7 @@ void restore_emitter::begin_device(const device_info &dev) {
   in_device_ = true;
   dev_ = dev;
   dev_mappings_ = 0;
-  builder_ = std::make_unique<btree_builder>(md_->tm(), 8);
+  builder_ = std::make_unique<btree_builder>(md_->tm(), 8, md_->mapping_l1_ops().inc);
 }
 
 void restore_emitter::end_device() {
