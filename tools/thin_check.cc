@@ -24,6 +24,7 @@ const char *check_usage =
     "  {-h|--help}\n"
     "  {-V|--version}\n"
     "  {-m|--metadata-snap}\n"
+    "  {--auto-repair}\n"
     "  {--override-mapping-root} <block>\n"
     "  {--clear-needs-check-flag}\n"
     "  {--ignore-non-fatal-errors}\n"
@@ -61,7 +62,8 @@ class console_reporter : public thin::check_reporter {
 
 int thin_check_main(std::vector<std::string> args) {
   thin::check_options opts;
-  bool quiet = false, clear_needs_check = false, ignore_non_fatal = false, help = false, version = false;
+  bool quiet = false, clear_needs_check = false, ignore_non_fatal = false, help = false, version = false,
+       auto_repair = false;
   std::string override_root;
   std::vector<std::string> inputs;
 
@@ -76,6 +78,7 @@ int thin_check_main(std::vector<std::string> args) {
   app.add_flag("--skip-mappings", opts.skip_mappings);
   app.add_flag("--ignore-non-fatal-errors", ignore_non_fatal);
   app.add_flag("--clear-needs-check-flag", clear_needs_check);
+  app.add_flag("--auto-repair", auto_repair);
   app.add_option("--override-mapping-root", override_root);
   app.add_option("input", inputs);
 
@@ -108,7 +111,31 @@ int thin_check_main(std::vector<std::string> args) {
                             opts.override_mapping_root))
     return fail("--clear-needs-check-flag needs a full check (not with -m, --super-block-only, --skip-mappings "
                 "or --override-mapping-root)");
+  if (auto_repair && (opts.use_metadata_snap || opts.superblock_only || opts.skip_mappings ||
+                      opts.override_mapping_root))
+    return fail("--auto-repair needs a full check (not with -m, --super-block-only, --skip-mappings or "
+                "--override-mapping-root)");
   const std::string &path = inputs[0];
+  if (auto_repair) {
+    try {
+      auto io = open_metadata(path, {true, true});
+      console_reporter rep(quiet);
+      thin::auto_repair_result ar = thin::auto_repair(*io, rep);
+      if (!ar.repaired) return fail(fmt::format("{}: not repaired: {}", path, ar.refused));
+      if (!quiet && (ar.metadata_leaks_fixed || ar.data_leaks_fixed))
+        std::cerr << fmt::format("fixed {} leaked metadata block counts and {} leaked data block counts\n",
+                                 ar.metadata_leaks_fixed, ar.data_leaks_fixed);
+      // The e2fsck rule: the repaired metadata must check clean.
+      console_reporter quiet_rep(true);
+      thin::check_result again = thin::check_metadata(*io, {}, quiet_rep);
+      if (!again.clean()) return fail(fmt::format("{}: still damaged after --auto-repair", path));
+      return exit_ok;
+    } catch (const usage_error &e) {
+      return fail(e.what());
+    } catch (const std::exception &e) {
+      return fail(fmt::format("{}: {}", path, e.what()));
+    }
+  }
 
   try {
     auto io = open_metadata(path, {clear_needs_check, !opts.use_metadata_snap});

@@ -12,6 +12,7 @@
 #include "persistent-data/errors.h"
 #include "persistent-data/ref_counts.h"
 #include "persistent-data/space_map_reader.h"
+#include "metadata_writer.h"
 #include "superblock.h"
 #include "thin_trees.h"
 
@@ -232,7 +233,20 @@ void compare_counts(const char *what, damage_kind kind, const ref_counts &actual
 
 }  // namespace
 
+namespace {
+struct expected_counts {
+  ref_counts meta, data;
+  bool valid = false;
+};
+check_result check_metadata_impl(block_io &io, const check_options &opts, check_reporter &r, expected_counts *out);
+}  // namespace
+
 check_result check_metadata(block_io &io, const check_options &opts, check_reporter &r) {
+  return check_metadata_impl(io, opts, r, nullptr);
+}
+
+namespace {
+check_result check_metadata_impl(block_io &io, const check_options &opts, check_reporter &r, expected_counts *out) {
   check_result res;
   std::function<void(damage)> report = [&](damage d) {
     (d.fatal ? res.fatal : res.non_fatal) = true;
@@ -406,6 +420,57 @@ check_result check_metadata(block_io &io, const check_options &opts, check_repor
   check_allocated("data", damage_kind::data_space_map, data_sm);
 
   res.fully_examined = true;
+  if (out) {
+    out->meta = tc.meta();
+    out->data = tc.data();
+    out->valid = true;
+  }
+  return res;
+}
+}  // namespace
+
+auto_repair_result auto_repair(block_io &io, check_reporter &r) {
+  auto_repair_result res;
+  expected_counts exp;
+  check_result cr = check_metadata_impl(io, {}, r, &exp);
+  if (!cr.superblock_ok || cr.fatal) {
+    res.refused = "the metadata has damage that only thin_repair can handle (under-counts or tree damage)";
+    return res;
+  }
+  if (!cr.fully_examined || !exp.valid) {
+    res.refused = "the metadata has not been fully examined";
+    return res;
+  }
+  if (cr.clean() && !cr.needs_check) {
+    res.repaired = true;
+    return res;
+  }
+  auto md = metadata_writer::open(io);
+  space_map &msm = md->metadata_sm(), &dsm = md->data_sm();
+  for (block_address b = 0; b < msm.nr_blocks(); b++)
+    if (msm.get(b) != exp.meta.get(b)) {
+      if (msm.get(b) < exp.meta.get(b)) {
+        res.refused = fmt::format("metadata block {} is under-counted", b);
+        return res;
+      }
+      msm.set(b, exp.meta.get(b));
+      res.metadata_leaks_fixed++;
+    }
+  for (block_address b = 0; b < dsm.nr_blocks(); b++)
+    if (dsm.get(b) != exp.data.get(b)) {
+      if (dsm.get(b) < exp.data.get(b)) {
+        res.refused = fmt::format("data block {} is under-counted", b);
+        return res;
+      }
+      dsm.set(b, exp.data.get(b));
+      res.data_leaks_fixed++;
+    }
+  // Hints (nr_free, none_free_before, nr_allocated) are rewritten exactly.
+  msm.mark_all_dirty();
+  dsm.mark_all_dirty();
+  md->sb().flags &= ~needs_check_flag;
+  md->commit();
+  res.repaired = true;
   return res;
 }
 

@@ -28,6 +28,13 @@ struct check_options {
   std::optional<uint64_t> override_mapping_root;
 };
 
+// What --auto-repair did.
+struct auto_repair_result {
+  bool repaired = false;       // leaks fixed and NEEDS_CHECK cleared (or nothing needed)
+  std::string refused;         // why nothing was written (empty when repaired)
+  uint64_t metadata_leaks_fixed = 0, data_leaks_fixed = 0;
+};
+
 class check_reporter : public damage_visitor {
  public:
   // A pass begins ("examining superblock", ...).
@@ -54,5 +61,12 @@ check_result check_metadata(pdata::block_io &io, const check_options &opts, chec
 // every other byte kept), then flushes. Returns false when the flag was not set
 // (nothing written).
 bool clear_needs_check_flag(pdata::block_io &io);
+
+// thin_check --auto-repair: after a full check whose only problems are leaks
+// (space-map counts above the references found) and space-map hints,
+// rewrites the space maps with the true counts (copy-on-write, superblock
+// last) and clears NEEDS_CHECK. Under-counts and tree damage are refused
+// and nothing is written: those need thin_repair.
+auto_repair_result auto_repair(pdata::block_io &io, check_reporter &r);
 
 }  // namespace thin
