@@ -19,9 +19,13 @@ struct command {
 };
 
 const command commands[] = {
+    {"thin_audit", tools::thin_audit_main},
     {"thin_check", tools::thin_check_main},
+    {"thin_delta", tools::thin_delta_main},
     {"thin_dump", tools::thin_dump_main},
+    {"thin_repair", tools::thin_repair_main},
     {"thin_restore", tools::thin_restore_main},
+    {"simulate", tools::thinkit_simulate_main},
 };
 
 void usage(std::ostream &out) {

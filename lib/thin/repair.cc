@@ -96,7 +96,10 @@ struct candidate_roots {
 // Scans every block for B-tree nodes and pairs a details tree with a mapping
 // tree holding the same device ids; prefers the pair with the newest device
 // transaction ids, then the most devices.
-std::optional<candidate_roots> find_roots(block_io &io, block_cache &cache, repair_report &report) {
+// `keep` holds roots known good (from a readable superblock): only pairs
+// using them are considered.
+std::optional<candidate_roots> find_roots(block_io &io, block_cache &cache, repair_report &report,
+                                          candidate_roots keep) {
   const block_address n = io.nr_blocks();
   std::vector<bool> valid(n, false), referenced(n, false);
   std::vector<uint8_t> kind(n, 0);  // 1 internal, 2 leaf vsize 8, 3 leaf vsize 24
@@ -204,8 +207,11 @@ std::optional<candidate_roots> find_roots(block_io &io, block_cache &cache, repa
   // Pairs must agree on the devices and on every device's mapping count;
   // the newest (age, then device transaction ids, then the most recently
   // allocated roots) wins.
+  if (keep.details) details_roots.assign(1, keep.details);
+  if (keep.mapping) mapping_roots.assign(1, keep.mapping);
   std::optional<candidate_roots> best;
   std::tuple<uint32_t, uint64_t, block_address> best_score{0, 0, 0};
+  std::size_t ties = 0;
   std::vector<tree_summary> ms;
   for (block_address m : mapping_roots) ms.push_back(summarise_mappings(m));
   for (block_address d : details_roots) {
@@ -215,7 +221,11 @@ std::optional<candidate_roots> find_roots(block_io &io, block_cache &cache, repa
       if (ms[i].counts != ds.counts) continue;
       std::tuple<uint32_t, uint64_t, block_address> score{std::max(ds.age, ms[i].age), ds.max_tid,
                                                           std::max(d, mapping_roots[i])};
+      if (best && std::get<0>(score) == std::get<0>(best_score) && std::get<1>(score) == std::get<1>(best_score))
+        ties++;
       if (!best || score > best_score) {
+        if (best && (std::get<0>(score) != std::get<0>(best_score) || std::get<1>(score) != std::get<1>(best_score)))
+          ties = 0;
         best = candidate_roots{d, mapping_roots[i]};
         best_score = score;
       }
@@ -223,6 +233,11 @@ std::optional<candidate_roots> find_roots(block_io &io, block_cache &cache, repa
   }
   report.notes.push_back(fmt::format("scan found {} device-details and {} mapping tree candidates", details_roots.size(),
                                      mapping_roots.size()));
+  if (ties)
+    report.notes.push_back(fmt::format(
+        "WARNING: {} other consistent pair(s) of trees are as new as the one chosen; an older state of the pool "
+        "may have been recovered: compare its devices with the volume manager's",
+        ties));
   return best;
 }
 
@@ -238,8 +253,17 @@ void repair_dump(block_io &io, const repair_options &opts, emitter &e, repair_re
     report.notes.push_back(fmt::format("superblock unusable: {}", err.what()));
   }
   block_address details_root = sb ? sb->details_root : 0, mapping_root = sb ? sb->mapping_root : 0;
-  if (!sb || !root_usable(cache, details_root, sizeof(device_details_disk)) || !root_usable(cache, mapping_root, 8)) {
-    auto found = find_roots(io, cache, report);
+  const bool details_ok = sb && root_usable(cache, details_root, sizeof(device_details_disk));
+  const bool mapping_ok = sb && root_usable(cache, mapping_root, 8);
+  if (!details_ok || !mapping_ok) {
+    candidate_roots keep;
+    if (details_ok) keep.details = details_root;
+    if (mapping_ok) keep.mapping = mapping_root;
+    auto found = find_roots(io, cache, report, keep);
+    if (!found && (keep.details || keep.mapping)) {
+      report.notes.push_back("no tree matches the superblock's usable root; searching without it");
+      found = find_roots(io, cache, report, candidate_roots{});
+    }
     if (!found) throw metadata_error("no usable device-details and mapping trees were found: nothing to recover");
     details_root = found->details;
     mapping_root = found->mapping;
