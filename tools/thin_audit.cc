@@ -42,6 +42,7 @@ const char *audit_usage =
     "  {-q|--quiet}\n"
     "  {--meta-sectors} <sectors>    size of the metadata region (default 16384)\n"
     "  {--data-sectors} <sectors>    size of the data region (default 524288)\n"
+    "  {--skip-block-zeroing}        audit: the pool does not zero new blocks\n"
     "  {--meta-out} <file>           replay: the metadata image to write\n"
     "  {--data-out} <file>           replay: the data image to write\n"
     "  {--until-entry} <n>           replay: up to and including entry n\n"
@@ -151,7 +152,7 @@ void print(const std::string &s) {
 }  // namespace
 
 int thin_audit_main(std::vector<std::string> args) {
-  bool quiet = false, help = false, version = false, json = false;
+  bool quiet = false, help = false, version = false, json = false, skip_zeroing = false;
   std::string meta_sectors, data_sectors, meta_out, data_out, until_entry, until_mark, every;
   std::vector<std::string> positional;
 
@@ -164,6 +165,7 @@ int thin_audit_main(std::vector<std::string> args) {
   app.add_flag("--json", json);
   app.add_option("--meta-sectors", meta_sectors);
   app.add_option("--data-sectors", data_sectors);
+  app.add_flag("--skip-block-zeroing", skip_zeroing);
   app.add_option("--meta-out", meta_out);
   app.add_option("--data-out", data_out);
   app.add_option("--until-entry", until_entry);
@@ -220,6 +222,7 @@ int thin_audit_main(std::vector<std::string> args) {
     thin::log_layout layout;
     if (!meta_sectors.empty()) layout.meta_sectors = parse_u64(meta_sectors, "--meta-sectors");
     if (!data_sectors.empty()) layout.data_sectors = parse_u64(data_sectors, "--data-sectors");
+    layout.zeroing = !skip_zeroing;
 
     if (verb == "replay") {
       if (meta_out.empty() || data_out.empty()) throw usage_error("replay needs --meta-out and --data-out");

@@ -386,7 +386,8 @@ class tree_error : public std::runtime_error {
 class auditor {
  public:
   auditor(const log_layout &layout, audit_result &r)
-      : meta_(layout.meta_sectors / pdata::sectors_per_block),
+      : zeroing_(layout.zeroing),
+        meta_(layout.meta_sectors / pdata::sectors_per_block),
         cache_(meta_, 1024),
         writer_(meta_, [this](block_address b) { touched(b); }),
         r_(r) {}
@@ -422,6 +423,28 @@ class auditor {
     }
     std::vector<audit_violation> found;
     std::map<uint64_t, block_address> top;
+    // Sectors of each data block written since the previous commit: a block
+    // provisioned since then must be written whole (data, COW copy or zero
+    // fill) before a commit maps it, or part of it holds stale data.
+    const uint64_t dbs = sb.data_block_size;
+    std::unordered_map<uint64_t, std::vector<std::pair<uint64_t, uint64_t>>> cover;
+    for (const pending_write &w : written_) {
+      if (prev_entry_ && w.entry <= *prev_entry_) continue;
+      for (uint64_t d = w.begin / dbs; d * dbs < w.end; d++)
+        cover[d].emplace_back(std::max(w.begin, d * dbs), std::min(w.end, (d + 1) * dbs));
+    }
+    auto fully_written = [&](uint64_t d) {
+      auto it = cover.find(d);
+      if (it == cover.end()) return false;
+      auto iv = it->second;
+      std::sort(iv.begin(), iv.end());
+      uint64_t at = d * dbs;
+      for (auto &[b, e] : iv) {
+        if (b > at) return false;
+        at = std::max(at, e);
+      }
+      return at >= (d + 1) * dbs;
+    };
     try {
       for (auto &[dev, root] : read_top(sb.mapping_root)) top[dev] = root;
       index_unflushed(sb.data_block_size);
@@ -438,9 +461,14 @@ class auditor {
             found.push_back(v);
             return;
           }
-          auto last = last_write_.find(d);
-          bool written_since = last != last_write_.end() && (!prev_entry_ || last->second > *prev_entry_);
-          if (!written_since && was_free(d)) {
+          bool written;
+          if (zeroing_) {
+            written = fully_written(d);
+          } else {
+            auto last = last_write_.find(d);
+            written = last != last_write_.end() && (!prev_entry_ || last->second > *prev_entry_);
+          }
+          if (was_free(d) && !written) {
             v.kind = violation_kind::unwritten;
             v.previous_commit_entry = prev_entry_;
             found.push_back(v);
@@ -612,6 +640,7 @@ class auditor {
     }
   }
 
+  bool zeroing_;
   pdata::memory_block_io meta_;
   pdata::block_cache cache_;
   block_writer writer_;

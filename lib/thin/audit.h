@@ -42,6 +42,11 @@ namespace thin {
 struct log_layout {
   uint64_t meta_sectors = 16384;   // 8 MiB
   uint64_t data_sectors = 524288;  // 256 MiB
+  // The pool zeroes new blocks (dm-thin's default; false for pools made with
+  // skip_block_zeroing). With zeroing, a block provisioned since the previous
+  // commit must be written whole before a commit maps it; without, any write
+  // will do (the rest legitimately holds old data).
+  bool zeroing = true;
 
   uint64_t meta_bytes() const { return meta_sectors * 512; }
   uint64_t data_bytes() const { return data_sectors * 512; }
