@@ -52,13 +52,14 @@ void fd_byte_io::flush() {
 }
 
 std::size_t memory_byte_io::read_at(uint64_t off, void *buf, std::size_t len) {
-  if (off >= bytes_.size()) return 0;
+  if (len == 0 || off >= bytes_.size()) return 0;
   std::size_t n = std::min<std::size_t>(len, bytes_.size() - off);
   std::memcpy(buf, bytes_.data() + off, n);
   return n;
 }
 
 void memory_byte_io::write_at(uint64_t off, const void *buf, std::size_t len) {
+  if (len == 0) return;
   if (off + len > bytes_.size()) bytes_.resize(off + len, 0);
   std::memcpy(bytes_.data() + off, buf, len);
 }
