@@ -802,6 +802,7 @@ TEST(thin_audit_cli, usage_errors_exit_1) {
            {"list"},
            {"list", kernel_log(), kernel_log()},
            {"list", "--json", kernel_log()},
+           {"check", "--skip-block-zeroing", kernel_log()},
            {"audit", "--every", "3", kernel_log()},
            {"check", "--every", "0", kernel_log()},
            {"check", "--until-mark", "end", kernel_log()},

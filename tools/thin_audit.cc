@@ -217,6 +217,7 @@ int thin_audit_main(std::vector<std::string> args) {
     only_for(!until_entry.empty(), "--until-entry", "replay");
     only_for(!until_mark.empty(), "--until-mark", "replay");
     only_for(json, "--json", "audit");
+    only_for(skip_zeroing, "--skip-block-zeroing", "audit");
     only_for(!every.empty(), "--every", "check");
 
     thin::log_layout layout;

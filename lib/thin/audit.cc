@@ -428,8 +428,13 @@ class auditor {
     // fill) before a commit maps it, or part of it holds stale data.
     const uint64_t dbs = sb.data_block_size;
     std::unordered_map<uint64_t, std::vector<std::pair<uint64_t, uint64_t>>> cover;
-    for (const pending_write &w : written_) {
-      if (prev_entry_ && w.entry <= *prev_entry_) continue;
+    // (written_ is in log order: start at the first write after the previous commit.)
+    auto since = written_.begin();
+    if (prev_entry_)
+      since = std::partition_point(written_.begin(), written_.end(),
+                                   [&](const pending_write &w) { return w.entry <= *prev_entry_; });
+    for (auto it = since; it != written_.end(); ++it) {
+      const pending_write &w = *it;
       for (uint64_t d = w.begin / dbs; d * dbs < w.end; d++)
         cover[d].emplace_back(std::max(w.begin, d * dbs), std::min(w.end, (d + 1) * dbs));
     }
