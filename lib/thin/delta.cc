@@ -435,17 +435,7 @@ void delta_range_writer::finish() {
 //------------------------------------------------------------------ entry point
 
 void delta_metadata(block_io &io, const delta_options &opts, text_sink &out) {
-  superblock live = read_superblock(io, 0);
-  superblock sb = live;
-  uint64_t nr_data_blocks = live.data_sm_root().nr_blocks.get();
-  if (opts.use_metadata_snap) {
-    if (!live.held_root) throw metadata_error("no current metadata snapshot");
-    if (opts.metadata_snap_location && *opts.metadata_snap_location != live.held_root)
-      throw metadata_error(fmt::format("metadata snapshot at block {} does not match the one in the superblock ({})",
-                                       *opts.metadata_snap_location, live.held_root));
-    sb = read_superblock(io, live.held_root);
-    nr_data_blocks = 0;  // a metadata snapshot records no space maps (as thin_delta 0.9.0)
-  }
+  auto [sb, nr_data_blocks] = select_superblock(io, opts.use_metadata_snap, opts.metadata_snap_location);
 
   block_cache cache(io);
   auto left = find_mapping_subtree(cache, sb.mapping_root, opts.left_dev);

@@ -21,17 +21,7 @@ namespace {
 }  // namespace
 
 void dump_metadata(block_io &io, const dump_options &opts, emitter &e) {
-  superblock live = read_superblock(io, 0);
-  superblock sb = live;
-  uint64_t nr_data_blocks = live.data_sm_root().nr_blocks.get();
-  if (opts.use_metadata_snap) {
-    if (!live.held_root) throw metadata_error("no current metadata snapshot");
-    if (opts.metadata_snap_location && *opts.metadata_snap_location != live.held_root)
-      throw metadata_error(fmt::format("metadata snapshot at block {} does not match the one in the superblock ({})",
-                                       *opts.metadata_snap_location, live.held_root));
-    sb = read_superblock(io, live.held_root);
-    nr_data_blocks = 0;  // a metadata snapshot records no space maps (as thin_dump 0.9.0)
-  }
+  auto [sb, nr_data_blocks] = select_superblock(io, opts.use_metadata_snap, opts.metadata_snap_location);
 
   block_cache cache(io);
   auto details = read_details_tree(cache, sb.details_root,

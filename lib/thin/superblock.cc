@@ -108,4 +108,14 @@ superblock read_superblock(block_io &io, block_address location) {
   return decode_superblock(buf.raw());
 }
 
+selected_superblock select_superblock(block_io &io, bool use_metadata_snap, std::optional<uint64_t> snap_location) {
+  superblock live = read_superblock(io, 0);
+  if (!use_metadata_snap) return {live, live.data_sm_root().nr_blocks.get()};
+  if (!live.held_root) throw metadata_error("no current metadata snapshot");
+  if (snap_location && *snap_location != live.held_root)
+    throw metadata_error(fmt::format("metadata snapshot at block {} does not match the one in the superblock ({})",
+                                     *snap_location, live.held_root));
+  return {read_superblock(io, live.held_root), 0};
+}
+
 }  // namespace thin

@@ -68,4 +68,15 @@ superblock read_superblock(pdata::block_io &io, block_address location = 0);
 
 bool is_all_zero(const void *block);
 
+// The superblock a read-only tool works from: the live one, or (with
+// use_metadata_snap) the metadata snapshot's copy, whose location must match
+// `snap_location` when given. A snapshot records no space maps, so its
+// nr_data_blocks is 0 (as thin_dump/thin_delta 0.9.0 print).
+struct selected_superblock {
+  superblock sb;
+  uint64_t nr_data_blocks = 0;
+};
+selected_superblock select_superblock(pdata::block_io &io, bool use_metadata_snap,
+                                      std::optional<uint64_t> snap_location);
+
 }  // namespace thin
