@@ -114,4 +114,52 @@ TEST(thin_check_auto_repair, on_clean_metadata_clears_needs_check_and_changes_no
   EXPECT_EQ(test::run_tool("thin_dump", {f}).out, test::read_file(test::fixture_file("basic", "thin_dump.xml")));
 }
 
+// lvm2 runs `thin_check -q --clear-needs-check-flag` at every activation. A
+// kernel crash can legitimately leave a leaked data block (allocated for a
+// write in flight at the commit); as thin_check 1.x does, that call repairs
+// leaks in place and clears the flag, so the pool activates. It stays silent
+// with -q, and the mappings are untouched.
+TEST(thin_check_auto_repair, lvm2_activation_call_repairs_leaks_and_clears_the_flag) {
+  test::temp_dir t;
+  for (bool quiet : {true, false}) {
+    SCOPED_TRACE(quiet ? "-q" : "not quiet");
+    auto img = test::read_binary(test::fixture_image("snapshots"));
+    leak(img, false, free_data_block(img));
+    leak(img, true, 1500);
+    set_needs_check(img);
+    std::string f = t.file("m.img");
+    test::write_binary(f, img);
+    std::vector<std::string> args = {"--clear-needs-check-flag", f};
+    if (quiet) args.insert(args.begin(), "-q");
+    auto r = test::run_tool("thin_check", args);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    if (quiet) {
+      EXPECT_EQ(r.out, "");
+      EXPECT_EQ(r.err, "");
+    } else
+      EXPECT_NE(r.err.find("repaired 1 leaked metadata block counts and 1 leaked data block counts"),
+                std::string::npos)
+          << r.err;
+    EXPECT_EQ(test::read_binary(f)[4] & 1, 0) << "NEEDS_CHECK still set";
+    EXPECT_EQ(test::run_tool("thin_check", {f}).exit_code, 0);
+    EXPECT_EQ(test::run_tool("thin_dump", {f}).out,
+              test::read_file(test::fixture_file("snapshots", "thin_dump.xml")));
+  }
+}
+
+// Under-counts are damage only thin_repair handles: the activation call
+// refuses and writes nothing, flag included.
+TEST(thin_check_auto_repair, lvm2_activation_call_refuses_an_under_count_and_writes_nothing) {
+  test::temp_dir t;
+  auto img = test::read_binary(test::fixture_image("snapshots"));
+  adjust_count(img, false, 8, -1);
+  set_needs_check(img);
+  std::string f = t.file("m.img");
+  test::write_binary(f, img);
+  auto r = test::run_tool("thin_check", {"-q", "--clear-needs-check-flag", f});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err, "");
+  EXPECT_TRUE(test::read_binary(f) == img) << "the file changed";
+}
+
 }  // namespace

@@ -148,8 +148,25 @@ int thin_check_main(std::vector<std::string> args) {
                                 path));
       return fail(fmt::format("{}: {}", path, rep.first_fatal().value_or("superblock is damaged")));
     }
+    if (clear_needs_check && res.superblock_ok && !res.fatal && res.non_fatal && res.fully_examined) {
+      // As thin_check 1.x does for lvm2's activation call: leaked blocks
+      // (counts above the true ones) are repaired in place, then the flag
+      // is cleared. Anything worse was refused above (res.fatal).
+      console_reporter quiet_rep(true);
+      thin::auto_repair_result ar = thin::auto_repair(*io, quiet_rep);
+      if (!ar.repaired) return fail(fmt::format("{}: not repaired: {}", path, ar.refused));
+      thin::check_result again = thin::check_metadata(*io, {}, quiet_rep);
+      if (!again.clean()) return fail(fmt::format("{}: still damaged after repairing leaks", path));
+      if (!quiet)
+        std::cerr << fmt::format("repaired {} leaked metadata block counts and {} leaked data block counts; "
+                                 "cleared needs_check flag\n",
+                                 ar.metadata_leaks_fixed, ar.data_leaks_fixed);
+      return exit_ok;
+    }
     bool ok = ignore_non_fatal ? !res.fatal : res.clean();
-    if (!ok) return fail(fmt::format("{}: metadata is damaged{}", path, res.fatal ? "" : " (non-fatal problems only)"));
+    if (!ok)
+      return fail(fmt::format("{}: metadata is damaged{}", path,
+                              res.fatal ? "" : " (non-fatal problems only); --auto-repair repairs leaked blocks"));
     if (clear_needs_check) {
       if (!res.fully_examined) return fail(fmt::format("{}: metadata has not been fully examined", path));
       if (!res.clean()) return fail(fmt::format("{}: not clearing the needs_check flag: problems were found", path));
