@@ -9,12 +9,17 @@ block_ref block_cache::read(block_address b) {
     lru_.splice(lru_.begin(), lru_, it->second.lru_pos);
     return it->second.buf;
   }
-  auto buf = std::make_shared<block_buffer>();
-  io_.read(b, buf->raw(), 1);
+  std::shared_ptr<block_buffer> buf;
   if (map_.size() >= capacity_ && !lru_.empty()) {
-    map_.erase(lru_.back());
+    auto victim = map_.find(lru_.back());
+    // Reuse the evicted buffer when nobody else holds it.
+    if (victim->second.buf.use_count() == 1)
+      buf = std::const_pointer_cast<block_buffer>(std::move(victim->second.buf));
+    map_.erase(victim);
     lru_.pop_back();
   }
+  if (!buf) buf = std::make_shared<block_buffer>();
+  io_.read(b, buf->raw(), 1);
   lru_.push_front(b);
   map_.emplace(b, entry{buf, lru_.begin()});
   return buf;

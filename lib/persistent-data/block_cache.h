@@ -3,7 +3,8 @@
 // Readers of metadata (walkers, checkers, dumpers) read through this so a
 // block visited from several places (shared B-tree nodes) is read once while
 // it stays cached. Eviction is least-recently-used; a buffer handed out stays
-// valid for as long as the caller holds it.
+// valid for as long as the caller holds it. Buffers of evicted blocks that no
+// caller still holds are reused, so a long walk does not allocate per block.
 #pragma once
 
 #include <cstddef>
@@ -24,6 +25,12 @@ class block_cache {
 
   // Reads block b (throws io_error when it cannot be read).
   block_ref read(block_address b);
+
+  // Block b if it is cached (no I/O), else null.
+  block_ref peek(block_address b) const {
+    auto it = map_.find(b);
+    return it == map_.end() ? block_ref() : it->second.buf;
+  }
 
   block_address nr_blocks() const { return io_.nr_blocks(); }
   block_io &io() { return io_; }

@@ -373,7 +373,10 @@ void btree_for_each(transaction_manager &tm, block_address root,
 
 btree_builder::btree_builder(transaction_manager &tm, uint32_t value_size,
                              std::function<void(const unsigned char *)> value_inc)
-    : tm_(tm), vsize_(value_size), max_(btree_max_entries(value_size)), value_inc_(std::move(value_inc)) {}
+    : tm_(tm), vsize_(value_size), max_(btree_max_entries(value_size)), value_inc_(std::move(value_inc)) {
+  keys_.reserve(2 * std::size_t(max_));
+  values_.reserve(2 * std::size_t(max_) * vsize_);
+}
 
 void btree_builder::emit_leaf(std::size_t count) {
   block_address b;
@@ -418,8 +421,9 @@ void btree_builder::add(uint64_t key, const void *value) {
   have_last_ = true;
   last_key_ = key;
   keys_.push_back(key);
-  auto *v = static_cast<const unsigned char *>(value);
-  values_.insert(values_.end(), v, v + vsize_);
+  const std::size_t at = values_.size();
+  values_.resize(at + vsize_);
+  std::memcpy(values_.data() + at, value, vsize_);
   entries_++;
   if (keys_.size() >= 2 * std::size_t(max_)) emit_leaf(max_);
 }

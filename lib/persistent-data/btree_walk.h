@@ -7,7 +7,9 @@
 // not fatal to the walk: the visitor gets a btree_damage record naming the
 // node and the key range lost with it, and the walk goes on with the siblings.
 // Multi-level trees (the thin mapping tree) are walked one level at a time by
-// the caller.
+// the caller. All children of an internal node are read before any is
+// visited (one request per run of consecutive blocks), so a walk reads in
+// large requests in roughly disk order.
 #pragma once
 
 #include <cstdint>

@@ -1,50 +1,99 @@
 // In-memory space map (see space_map.h).
 #include "space_map.h"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include "errors.h"
 
 namespace pdata {
 
-space_map::space_map(block_address nr_blocks) : counts_(nr_blocks) { mark_all_dirty(); }
+namespace {
+uint64_t bitmaps_for(block_address nr_blocks) { return (nr_blocks + entries_per_bitmap - 1) / entries_per_bitmap; }
+}  // namespace
 
-space_map::space_map(ref_counts counts) : counts_(std::move(counts)) { nr_allocated_ = counts_.nr_allocated(); }
+space_map::space_map(block_address nr_blocks)
+    : nr_blocks_(nr_blocks), nibbles_((nr_blocks + 1) / 2, 0), dirty_(bitmaps_for(nr_blocks), 0) {
+  mark_all_dirty();
+}
+
+space_map::space_map(const ref_counts &counts)
+    : nr_blocks_(counts.size()), nibbles_((counts.size() + 1) / 2, 0), dirty_(bitmaps_for(counts.size()), 0) {
+  for (block_address b = 0; b < nr_blocks_; b++)
+    if (uint32_t v = counts.value2(b)) {
+      set_nibble(b, v);
+      nr_allocated_++;
+    }
+  for (auto &[b, c] : counts.overflow_entries()) {
+    if (c < overflow_nibble) {
+      set_nibble(b, c);
+    } else {
+      set_nibble(b, overflow_nibble);
+      overflow_[b] = c;
+    }
+  }
+}
 
 void space_map::extend(block_address new_nr) {
   if (new_nr < nr_blocks()) throw std::invalid_argument("space maps cannot shrink");
-  ref_counts bigger(new_nr);
-  for (block_address b = 0; b < nr_blocks(); b++)
-    if (uint32_t c = counts_.get(b)) bigger.set(b, c);
-  block_address old = nr_blocks();
-  counts_ = std::move(bigger);
-  for (uint64_t i = old / entries_per_bitmap; i * entries_per_bitmap < new_nr; i++) dirty_bitmaps_.insert(i);
+  const block_address old = nr_blocks_;
+  nr_blocks_ = new_nr;
+  nibbles_.resize((new_nr + 1) / 2, 0);
+  dirty_.resize(bitmaps_for(new_nr), 0);
+  for (uint64_t i = old / entries_per_bitmap; i * entries_per_bitmap < new_nr; i++)
+    if (!dirty_[i]) {
+      dirty_[i] = 1;
+      nr_dirty_++;
+    }
 }
 
-void space_map::changed(block_address b, uint32_t old_count, uint32_t new_count) {
-  dirty_bitmaps_.insert(b / entries_per_bitmap);
-  if (old_count >= 3 || new_count >= 3) overflow_dirty_ = true;
-  if (!old_count && new_count) nr_allocated_++;
-  if (old_count && !new_count) {
-    nr_allocated_--;
-    if (!fresh_.count(b)) freed_.insert(b);
+void space_map::freed(block_address b) {
+  nr_allocated_--;
+  if (!fresh_.count(b)) freed_.insert(b);
+}
+
+void space_map::store(block_address b, uint32_t old_count, uint32_t count) {
+  if (count >= overflow_nibble) {
+    set_nibble(b, overflow_nibble);
+    overflow_[b] = count;
+  } else {
+    if (old_count >= overflow_nibble) overflow_.erase(b);
+    set_nibble(b, count);
   }
+  changed(b, old_count, count);
 }
 
 void space_map::set(block_address b, uint32_t count) {
   if (b >= nr_blocks()) throw std::out_of_range(fmt::format("space map: block {} out of range", b));
-  uint32_t old = counts_.get(b);
+  uint32_t old = get(b);
   if (old == count) return;
-  counts_.set(b, count);
-  changed(b, old, count);
+  store(b, old, count);
 }
 
-void space_map::inc(block_address b, uint32_t by) { set(b, get(b) + by); }
+void space_map::inc(block_address b, uint32_t by) {
+  if (b >= nr_blocks()) throw std::out_of_range(fmt::format("space map: block {} out of range", b));
+  uint32_t n = nibble(b);
+  if (n + by < overflow_nibble) {  // the common case: no overflow either side
+    set_nibble(b, n + by);
+    changed(b, n, n + by);
+    return;
+  }
+  if (!by) return;
+  uint32_t old = get(b);
+  store(b, old, old + by);
+}
 
 void space_map::dec(block_address b) {
   uint32_t c = get(b);
   if (!c) throw std::logic_error(fmt::format("space map: decrement of free block {}", b));
-  set(b, c - 1);
+  store(b, c, c - 1);
+}
+
+std::vector<std::pair<block_address, uint32_t>> space_map::overflow_entries() const {
+  std::vector<std::pair<block_address, uint32_t>> out;
+  for_each_overflow([&](block_address b, uint32_t c) { out.emplace_back(b, c); });
+  return out;
 }
 
 std::optional<block_address> space_map::allocate() {
@@ -53,10 +102,10 @@ std::optional<block_address> space_map::allocate() {
   for (block_address pass = 0; pass < 2; pass++) {
     block_address start = pass == 0 ? cursor_ : 0, end = pass == 0 ? n : cursor_;
     for (block_address b = start; b < end; b++) {
-      if (counts_.get(b) || freed_.count(b)) continue;
+      if (nibble(b) || (!freed_.empty() && freed_.count(b))) continue;
       cursor_ = b + 1;
       fresh_.insert(b);
-      set(b, 1);
+      store(b, 0, 1);
       return b;
     }
   }
@@ -66,12 +115,21 @@ std::optional<block_address> space_map::allocate() {
 void space_map::commit() {
   freed_.clear();
   fresh_.clear();
-  dirty_bitmaps_.clear();
+  std::fill(dirty_.begin(), dirty_.end(), 0);
+  nr_dirty_ = 0;
   overflow_dirty_ = false;
 }
 
+std::vector<uint64_t> space_map::dirty_bitmaps() const {
+  std::vector<uint64_t> out;
+  for (uint64_t i = 0; i < dirty_.size(); i++)
+    if (dirty_[i]) out.push_back(i);
+  return out;
+}
+
 void space_map::mark_all_dirty() {
-  for (uint64_t i = 0; i * entries_per_bitmap < nr_blocks(); i++) dirty_bitmaps_.insert(i);
+  std::fill(dirty_.begin(), dirty_.end(), 1);
+  nr_dirty_ = dirty_.size();
   overflow_dirty_ = true;
 }
 

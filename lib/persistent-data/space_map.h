@@ -1,17 +1,23 @@
 // An in-memory space map with the kernel's allocation rules, for writers.
 //
-// Holds every reference count (2 bits a block plus overflow, see ref_counts)
-// and tracks what changed since the last commit so the on-disk form can be
-// rewritten incrementally (see space_map_writer.h). Allocation follows the
+// Holds every reference count and tracks what changed since the last commit
+// so the on-disk form can be rewritten incrementally (see space_map_writer.h).
+// Counts are kept in 4 bits a block (0..14; 15 means "look in the overflow
+// map", which holds the rare counts of 15 and more), so counting the data
+// blocks of a restore is a nibble update, not a hash-map insert, and memory is
+// half a byte per block however many blocks are shared. Allocation follows the
 // kernel: search from a cursor, wrap once, and never hand out a block that was
 // in use in the last committed state, even if it was freed since, so the
 // committed metadata stays intact until the next superblock is written.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <optional>
-#include <set>
+#include <unordered_map>
 #include <unordered_set>
+#include <utility>
+#include <vector>
 
 #include "block.h"
 #include "ref_counts.h"
@@ -23,16 +29,45 @@ class space_map {
  public:
   explicit space_map(block_address nr_blocks = 0);
   // Takes counts read from disk; they form the committed state.
-  explicit space_map(ref_counts counts);
+  explicit space_map(const ref_counts &counts);
 
-  block_address nr_blocks() const { return counts_.size(); }
+  block_address nr_blocks() const { return nr_blocks_; }
   // Grows the space map (new blocks are free). Shrinking is not supported.
   void extend(block_address new_nr_blocks);
 
-  uint32_t get(block_address b) const { return counts_.get(b); }
+  uint32_t get(block_address b) const {
+    if (b >= nr_blocks_) return 0;
+    uint32_t n = nibble(b);
+    return n < overflow_nibble ? n : overflow_.at(b);
+  }
   void set(block_address b, uint32_t count);
   void inc(block_address b, uint32_t by = 1);
   void dec(block_address b);
+
+  // The on-disk 2-bit value of a block's count (3 = "3 or more").
+  uint32_t value2(block_address b) const {
+    uint32_t n = nibble(b);
+    return n < 3 ? n : 3;
+  }
+  // Blocks with a count of 3 or more, in increasing order, with their counts.
+  std::vector<std::pair<block_address, uint32_t>> overflow_entries() const;
+  // The same, one at a time (no list: there may be millions).
+  template <typename F>
+  void for_each_overflow(F &&fn) const {
+    // Eight nibbles at a time: skip words where no nibble is 3 or more (bits
+    // 3 or 2 set, or bits 1 and 0 both set).
+    const std::size_t bytes = nibbles_.size();
+    for (std::size_t i = 0; i < bytes; i += 8) {
+      if (i + 8 <= bytes) {
+        uint64_t w = 0;
+        for (std::size_t k = 0; k < 8; k++) w |= uint64_t(nibbles_[i + k]) << (8 * k);
+        if (!(w & 0xCCCCCCCCCCCCCCCCull) && !(w & (w >> 1) & 0x1111111111111111ull)) continue;
+      }
+      const block_address last = std::min<block_address>(2 * (i + 8), nr_blocks_);
+      for (block_address b = 2 * i; b < last; b++)
+        if (nibble(b) >= 3) fn(b, get(b));
+    }
+  }
 
   // Allocates a free block (count becomes 1), or nothing when none is free.
   std::optional<block_address> allocate();
@@ -46,16 +81,36 @@ class space_map {
 
   // Bitmaps (index i covers blocks [i*16320, (i+1)*16320)) changed since the
   // last commit, and whether any count of 3 or more changed.
-  const std::set<uint64_t> &dirty_bitmaps() const { return dirty_bitmaps_; }
+  bool bitmap_dirty(uint64_t i) const { return i < dirty_.size() && dirty_[i]; }
+  std::vector<uint64_t> dirty_bitmaps() const;
+  bool any_bitmap_dirty() const { return nr_dirty_ != 0; }
   bool overflow_dirty() const { return overflow_dirty_; }
   void mark_all_dirty();
 
-  const ref_counts &counts() const { return counts_; }
-
  private:
-  void changed(block_address b, uint32_t old_count, uint32_t new_count);
+  static constexpr uint32_t overflow_nibble = 15;
+  uint32_t nibble(block_address b) const { return (nibbles_[b >> 1] >> ((b & 1) * 4)) & 15u; }
+  void set_nibble(block_address b, uint32_t v) {
+    uint8_t &byte = nibbles_[b >> 1];
+    const unsigned sh = static_cast<unsigned>((b & 1) * 4);
+    byte = static_cast<uint8_t>((byte & ~(15u << sh)) | (v << sh));
+  }
+  void store(block_address b, uint32_t old_count, uint32_t count);
+  void changed(block_address b, uint32_t old_count, uint32_t new_count) {
+    uint64_t i = b / entries_per_bitmap;
+    if (!dirty_[i]) {
+      dirty_[i] = 1;
+      nr_dirty_++;
+    }
+    if (old_count >= 3 || new_count >= 3) overflow_dirty_ = true;
+    if (!old_count && new_count) nr_allocated_++;
+    if (old_count && !new_count) freed(b);
+  }
+  void freed(block_address b);
 
-  ref_counts counts_;
+  block_address nr_blocks_ = 0;
+  std::vector<uint8_t> nibbles_;                          // 4 bits a block
+  std::unordered_map<block_address, uint32_t> overflow_;  // counts >= 15
   block_address nr_allocated_ = 0;
   block_address cursor_ = 0;
   // Blocks in use at the last commit that have been freed since: not reusable
@@ -63,7 +118,8 @@ class space_map {
   std::unordered_set<block_address> freed_;
   // Blocks allocated in this transaction (free again -> reusable at once).
   std::unordered_set<block_address> fresh_;
-  std::set<uint64_t> dirty_bitmaps_;
+  std::vector<uint8_t> dirty_;  // per bitmap
+  uint64_t nr_dirty_ = 0;
   bool overflow_dirty_ = false;
 };
 

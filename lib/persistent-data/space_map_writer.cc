@@ -24,10 +24,9 @@ index_entry_disk fill_bitmap(const space_map &sm, uint64_t i, unsigned char *blo
   unsigned char *data = block + sizeof(bitmap_header_disk);
   const block_address first = i * entries_per_bitmap;
   const block_address count = std::min<block_address>(entries_per_bitmap, sm.nr_blocks() - first);
-  const ref_counts &rc = sm.counts();
   uint32_t nr_free = 0, first_free = static_cast<uint32_t>(count);
   for (uint32_t e = 0; e < count; e++) {
-    uint32_t v = rc.value2(first + e);
+    uint32_t v = sm.value2(first + e);
     if (v)
       bitmap_set(data, e, v);
     else {
@@ -45,10 +44,10 @@ index_entry_disk fill_bitmap(const space_map &sm, uint64_t i, unsigned char *blo
 block_address build_overflow_tree(transaction_manager &tm, const space_map &sm) {
   btree_builder b(tm, 4);
   unsigned char v[4];
-  for (auto &[blk, count] : sm.counts().overflow_entries()) {
+  sm.for_each_overflow([&](block_address blk, uint32_t count) {
     store_le32(v, count);
     b.add(blk, v);
-  }
+  });
   return b.finish();
 }
 
@@ -57,13 +56,13 @@ block_address build_overflow_tree(transaction_manager &tm, const space_map &sm) 
 disk_sm_root write_data_space_map(transaction_manager &tm, space_map &data_sm, space_map_layout &layout) {
   const uint64_t n = nr_bitmaps(data_sm.nr_blocks());
   layout.bitmaps.resize(n, 0);
-  const bool index_dirty = !data_sm.dirty_bitmaps().empty() || !layout.index_root;
+  const bool index_dirty = data_sm.any_bitmap_dirty() || !layout.index_root;
   std::vector<index_entry_disk> &entries = layout.entries;
   if (index_dirty) {
     const bool entries_known = entries.size() == n;
     entries.resize(n);
     for (uint64_t i = 0; i < n; i++) {
-      bool dirty = data_sm.dirty_bitmaps().count(i) || !layout.bitmaps[i];
+      bool dirty = data_sm.bitmap_dirty(i) || !layout.bitmaps[i];
       if (dirty) {
         block_address b;
         unsigned char *p = tm.new_block(b, checksum_salt::bitmap);

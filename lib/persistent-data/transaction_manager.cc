@@ -12,6 +12,10 @@
 
 namespace pdata {
 
+namespace {
+constexpr block_address gather_max = 1024;  // 4 MiB
+}  // namespace
+
 transaction_manager::transaction_manager(block_io &io, space_map &metadata_sm)
     : io_(io), sm_(metadata_sm), cache_(io, 4096) {}
 
@@ -22,6 +26,8 @@ block_ref transaction_manager::read(block_address b) {
     auto copy = std::make_shared<block_buffer>(*it->second.buf);
     return copy;
   }
+  if (b >= gather_start_ && b < gather_start_ + gather_len_)
+    return std::make_shared<block_buffer>(gather_[b - gather_start_]);
   return cache_.read(b);
 }
 
@@ -39,7 +45,7 @@ block_address transaction_manager::allocate() {
 unsigned char *transaction_manager::new_block(block_address &b, checksum_salt salt) {
   b = allocate();
   auto &d = dirty_[b];
-  d.buf = std::make_unique<block_buffer>();
+  d.buf = take_buffer();
   std::memset(d.buf->raw(), 0, block_size);
   d.salt = salt;
   fresh_.insert(b);
@@ -84,16 +90,34 @@ void stamp(unsigned char *p, block_address b, checksum_salt salt) {
 }
 }  // namespace
 
+std::unique_ptr<block_buffer> transaction_manager::take_buffer() {
+  if (spare_.empty()) return std::make_unique<block_buffer>();
+  auto buf = std::move(spare_.back());
+  spare_.pop_back();
+  return buf;
+}
+
+void transaction_manager::write_gathered() {
+  if (gather_len_) io_.write(gather_start_, gather_[0].raw(), gather_len_);
+  gather_len_ = 0;
+}
+
 void transaction_manager::write_now(block_address b) {
   auto it = dirty_.find(b);
   if (it == dirty_.end()) throw std::logic_error(fmt::format("write_now of unmodified block {}", b));
   stamp(it->second.buf->raw(), b, it->second.salt);
-  io_.write(b, it->second.buf->raw(), 1);
+  if (gather_len_ && (b != gather_start_ + gather_len_ || gather_len_ == gather_max)) write_gathered();
+  if (!gather_) gather_.reset(new block_buffer[gather_max]);
+  if (!gather_len_) gather_start_ = b;
+  std::memcpy(gather_[gather_len_].raw(), it->second.buf->raw(), block_size);
+  gather_len_++;
+  if (spare_.size() < 64) spare_.push_back(std::move(it->second.buf));
   dirty_.erase(it);
   cache_.forget(b);
 }
 
 void transaction_manager::flush_blocks() {
+  write_gathered();
   // Write in block order, coalescing consecutive blocks into one request.
   std::vector<block_address> order;
   order.reserve(dirty_.size());
@@ -120,6 +144,7 @@ void transaction_manager::flush_blocks() {
 }
 
 void transaction_manager::end_transaction() {
+  gather_len_ = 0;
   dirty_.clear();
   fresh_.clear();
   cache_.clear();

@@ -16,6 +16,7 @@
 #include <memory>
 #include <unordered_map>
 #include <unordered_set>
+#include <vector>
 
 #include "block_cache.h"
 #include "block_io.h"
@@ -55,8 +56,10 @@ class transaction_manager {
   unsigned char *writable(block_address b);
   bool is_fresh(block_address b) const { return fresh_.count(b) != 0; }
 
-  // Writes a fresh block now and drops it from memory; it must not change
-  // again in this transaction (bulk builders).
+  // Writes a fresh block and drops it from memory; it must not change again
+  // in this transaction (bulk builders). Consecutive blocks are gathered and
+  // written together (up to 4 MiB a request); reads see them meanwhile, and
+  // flush_blocks() writes what is still gathered.
   void write_now(block_address b);
 
   void inc(block_address b) { sm_.inc(b); }
@@ -74,6 +77,8 @@ class transaction_manager {
 
  private:
   block_address allocate();
+  std::unique_ptr<block_buffer> take_buffer();
+  void write_gathered();
 
   struct dirty {
     std::unique_ptr<block_buffer> buf;
@@ -84,6 +89,10 @@ class transaction_manager {
   block_cache cache_;
   std::unordered_map<block_address, dirty> dirty_;
   std::unordered_set<block_address> fresh_;  // allocated or shadowed in this transaction
+  std::vector<std::unique_ptr<block_buffer>> spare_;  // buffers of written blocks, for reuse
+  // Blocks handed to write_now, not yet written: [gather_start_, +gather_len_).
+  std::unique_ptr<block_buffer[]> gather_;
+  block_address gather_start_ = 0, gather_len_ = 0;
 };
 
 }  // namespace pdata

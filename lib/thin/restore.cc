@@ -95,7 +95,21 @@ void restore_emitter::map_one(uint64_t origin, uint64_t data, uint32_t time) {
 
 void restore_emitter::range_map(uint64_t origin_begin, uint64_t data_begin, uint32_t time, uint64_t len) {
   if (!builder_) throw std::runtime_error("mapping outside <device> or <def>");
-  for (uint64_t i = 0; i < len; i++) map_one(origin_begin + i, data_begin + i, time);
+  if (!len) return;
+  // Checked once for the range (the first bad block is named, as map_one would).
+  if (data_begin >= nr_data_blocks_ || len > nr_data_blocks_ - data_begin || time > 0xFFFFFF) {
+    for (uint64_t i = 0; i < len; i++) map_one(origin_begin + i, data_begin + i, time);
+    return;
+  }
+  space_map &dsm = md_->data_sm();
+  unsigned char v[8];
+  for (uint64_t i = 0; i < len; i++) {
+    store_le64(v, pack_block_time(data_begin + i, time));
+    builder_->add(origin_begin + i, v);
+    dsm.inc(data_begin + i);
+  }
+  if (in_device_) dev_mappings_ += len;
+  stats_.mappings += len;
 }
 
 void restore_emitter::single_map(uint64_t origin_block, uint64_t data_block, uint32_t time) {

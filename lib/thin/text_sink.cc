@@ -27,10 +27,10 @@ fd_sink::~fd_sink() {
   }
 }
 
-void fd_sink::drain() {
+void fd_sink::write_all(const char *data, std::size_t len) {
   std::size_t done = 0;
-  while (done < buf_.size()) {
-    ssize_t n = ::write(fd_, buf_.data() + done, buf_.size() - done);
+  while (done < len) {
+    ssize_t n = ::write(fd_, data + done, len - done);
     if (n < 0) {
       if (errno == EINTR) continue;
       failed_ = true;
@@ -40,14 +40,17 @@ void fd_sink::drain() {
     }
     done += static_cast<std::size_t>(n);
   }
+}
+
+void fd_sink::drain() {
+  if (!buf_.empty()) write_all(buf_.data(), buf_.size());
   buf_.clear();
 }
 
 void fd_sink::write(const char *data, std::size_t len) {
   if (buf_.size() + len > sink_buffer) drain();
-  if (len > sink_buffer) {
-    buf_.assign(data, data + len);
-    drain();
+  if (len >= sink_buffer) {  // large writes (emitters hand over big chunks) go straight out
+    write_all(data, len);
     return;
   }
   buf_.insert(buf_.end(), data, data + len);

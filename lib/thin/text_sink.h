@@ -35,6 +35,7 @@ class fd_sink : public text_sink {
 
  private:
   void drain();
+  void write_all(const char *data, std::size_t len);
   int fd_;
   bool sync_;
   std::vector<char> buf_;

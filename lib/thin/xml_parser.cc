@@ -8,7 +8,11 @@
 
 #include <expat.h>
 
+#include <string.h>
+
+#include <algorithm>
 #include <array>
+#include <memory>
 #include <cstring>
 #include <exception>
 #include <limits>
@@ -39,7 +43,7 @@ xml_error::xml_error(const std::string &message) : std::runtime_error(message) {
 
 namespace {
 
-constexpr std::size_t chunk_size = 64 * 1024;
+constexpr std::size_t chunk_size = 1024 * 1024;
 constexpr uint64_t u32_max = std::numeric_limits<uint32_t>::max();
 constexpr uint64_t u64_max = std::numeric_limits<uint64_t>::max();
 // A mapping leaf packs (data block << 24) | time into 64 bits.
@@ -115,14 +119,27 @@ class xml_reader {
 
   void run(std::istream &in) {
     if (!in) throw xml_error("cannot read the XML input (no line number): the input stream is not readable");
+    // Our own buffer: whole lines are examined for the mapping fast path
+    // (see fast_line) before expat sees them. A partial last line waits for
+    // the next read; a chunk without any newline goes to expat as it is.
+    std::unique_ptr<char[]> buf(new char[2 * chunk_size]);
+    std::size_t have = 0;
     for (;;) {
-      void *buf = XML_GetBuffer(p_, static_cast<int>(chunk_size));
-      if (!buf) throw std::bad_alloc();
-      std::streamsize n = read_chunk(in, static_cast<char *>(buf));
-      bool final = in.eof();
-      if (XML_ParseBuffer(p_, static_cast<int>(n), final ? XML_TRUE : XML_FALSE) != XML_STATUS_OK || pending_)
-        failed(final);
-      if (final) break;
+      std::streamsize n = read_chunk(in, buf.get() + have);
+      have += static_cast<std::size_t>(n);
+      const bool final = in.eof();
+      std::size_t upto = have;
+      if (!final) {
+        const char *nl = static_cast<const char *>(memrchr(buf.get(), '\n', have));
+        if (nl) upto = static_cast<std::size_t>(nl - buf.get()) + 1;
+      }
+      lines(buf.get(), upto);
+      std::memmove(buf.get(), buf.get() + upto, have - upto);
+      have -= upto;
+      if (final) {
+        feed(nullptr, 0, true);
+        break;
+      }
     }
     // Expat has seen the whole document, well formed, root closed.
     if (!superblock_closed_) throw xml_error(current_line(), "the input ends before </superblock>");
@@ -130,6 +147,120 @@ class xml_reader {
   }
 
  private:
+  // --- the mapping fast path ----------------------------------------------
+  //
+  // Nearly all of a large document is lines like
+  //   <4 spaces><single_mapping origin_block="N" data_block="N" time="N"/>
+  // Such a line is handled here, without expat, when expat is known to be
+  // between elements (everything it was given since its last element event
+  // is whitespace, so no comment, CDATA or tag is open) inside a <device> or
+  // <def>. Expat is then given one newline in its place, so its line numbers
+  // stay right. Anything else (other spacing, entities, values out of range,
+  // a second line feed style) goes through expat as before, so errors are
+  // reported exactly as expat and the checks below report them.
+
+  // Splits [p, p+len) into lines; runs of ordinary lines are fed to expat in
+  // one piece.
+  void lines(const char *p, std::size_t len) {
+    const char *end = p + len, *slow = p, *line = p;
+    while (line < end) {
+      const char *nl = static_cast<const char *>(std::memchr(line, '\n', static_cast<std::size_t>(end - line)));
+      const char *line_end = nl ? nl : end;
+      if (nl && looks_like_mapping(line, line_end)) {
+        if (slow < line) feed(slow, static_cast<std::size_t>(line - slow), false);
+        slow = line;
+        if (fast_line(line, line_end)) slow = nl + 1;
+      }
+      line = nl ? nl + 1 : end;
+    }
+    if (slow < end) feed(slow, static_cast<std::size_t>(end - slow), false);
+  }
+
+  static bool looks_like_mapping(const char *p, const char *end) {
+    while (p < end && *p == ' ') ++p;
+    return end - p > 16 && p[0] == '<' && (p[1] == 's' || p[1] == 'r');
+  }
+
+  // Exactly `lit` at p: advance past it.
+  template <std::size_t N>
+  static bool lit(const char *&p, const char *end, const char (&l)[N]) {
+    if (static_cast<std::size_t>(end - p) < N - 1 || std::memcmp(p, l, N - 1) != 0) return false;
+    p += N - 1;
+    return true;
+  }
+  // 1 to 19 decimal digits (cannot overflow) then a closing quote.
+  static bool digits(const char *&p, const char *end, uint64_t &v) {
+    const char *start = p;
+    v = 0;
+    while (p < end && *p >= '0' && *p <= '9' && p - start < 19) v = v * 10 + static_cast<uint64_t>(*p++ - '0');
+    return p > start && p < end && *p == '"';
+  }
+
+  bool fast_line(const char *p, const char *end) {
+    if (!gap_clean_ || pending_ || stack_.empty() ||
+        (stack_.back() != element::device && stack_.back() != element::def))
+      return false;
+    while (p < end && *p == ' ') ++p;
+    uint64_t origin, data, len = 1, time;
+    element k;
+    if (lit(p, end, "<single_mapping origin_block=\"")) {
+      k = element::single_mapping;
+      if (!digits(p, end, origin) || !lit(p, end, "\" data_block=\"") || !digits(p, end, data) ||
+          !lit(p, end, "\" time=\"") || !digits(p, end, time))
+        return false;
+    } else if (lit(p, end, "<range_mapping origin_begin=\"")) {
+      k = element::range_mapping;
+      if (!digits(p, end, origin) || !lit(p, end, "\" data_begin=\"") || !digits(p, end, data) ||
+          !lit(p, end, "\" length=\"") || !digits(p, end, len) || !lit(p, end, "\" time=\"") ||
+          !digits(p, end, time))
+        return false;
+    } else {
+      return false;
+    }
+    if (!lit(p, end, "\"/>") || p != end) return false;
+    // What attribute parsing would reject is left to it, for its messages.
+    if (time > max_mapping_time || len == 0) return false;
+    checked_mapping(k, origin, data, len, static_cast<uint32_t>(time));
+    pending_newlines_++;
+    return true;
+  }
+
+  // Gives expat [p, p+len) (after the newlines standing for fast lines), and
+  // works out whether it is left between elements.
+  void feed(const char *p, std::size_t len, bool final) {
+    static const std::string newlines(4096, '\n');
+    while (pending_newlines_) {
+      const std::size_t n = std::min<std::size_t>(pending_newlines_, newlines.size());
+      pending_newlines_ -= n;
+      parse(newlines.data(), n, false);
+    }
+    const uint64_t start = fed_;
+    parse(p, len, final);
+    if (markup_end_ >= start) {
+      gap_clean_ = all_blank(p + (markup_end_ - start), p + len);
+    } else {
+      gap_clean_ = gap_clean_ && all_blank(p, p + len);
+    }
+  }
+
+  void parse(const char *p, std::size_t len, bool final) {
+    if (XML_Parse(p_, p, static_cast<int>(len), final ? XML_TRUE : XML_FALSE) != XML_STATUS_OK || pending_)
+      failed(final);
+    fed_ += len;
+  }
+
+  static bool all_blank(const char *p, const char *end) {
+    for (; p < end; ++p)
+      if (*p != ' ' && *p != '\t' && *p != '\n') return false;
+    return true;
+  }
+
+  // Called from element handlers: where the element's tag ends (in bytes fed).
+  void note_markup() {
+    markup_end_ = static_cast<uint64_t>(XML_GetCurrentByteIndex(p_)) +
+                  static_cast<uint64_t>(XML_GetCurrentByteCount(p_));
+  }
+
   // --- reading -------------------------------------------------------------
 
   std::streamsize read_chunk(std::istream &in, char *buf) {
@@ -184,7 +315,9 @@ class xml_reader {
     return s + (stack_.size() == 1 ? " was not closed" : " were not closed");
   }
 
-  uint64_t current_line() const { return static_cast<uint64_t>(XML_GetCurrentLineNumber(p_)); }
+  uint64_t current_line() const {
+    return static_cast<uint64_t>(XML_GetCurrentLineNumber(p_)) + pending_newlines_;
+  }
 
   [[noreturn]] void fail(const std::string &message) const { throw xml_error(current_line(), message); }
 
@@ -248,6 +381,7 @@ class xml_reader {
   // --- structure --------------------------------------------------------------
 
   void start(const char *name, const char **atts) {
+    note_markup();
     auto found = lookup_element(name);
     if (!found)
       fail(std::string("unknown element <") + name +
@@ -295,6 +429,7 @@ class xml_reader {
   }
 
   void end(const char *) {
+    note_markup();
     // Expat guarantees the end tag matches the innermost open element.
     element k = stack_.back();
     stack_.pop_back();
@@ -351,11 +486,10 @@ class xml_reader {
   uint64_t number(element k, const char *name, const char *value, uint64_t max, const char *why = nullptr) {
     required(k, name, value);
     auto v = parse_decimal(value);
+    if (v && *v <= max) return *v;
     std::string what = tag(k) + " attribute " + name + "=\"" + value + "\"";
     if (!v && !all_digits(value)) fail(what + " is not a non-negative decimal integer");
-    if (!v || *v > max)
-      fail(what + " is out of range (at most " + std::to_string(max) + (why ? std::string(", ") + why : "") + ")");
-    return *v;
+    fail(what + " is out of range (at most " + std::to_string(max) + (why ? std::string(", ") + why : "") + ")");
   }
 
   std::optional<uint64_t> optional_number(element k, const char *name, const char *value, uint64_t max) {
@@ -466,6 +600,11 @@ class xml_reader {
       time = mapping_time(k, v[2]);
     }
 
+    checked_mapping(k, origin, data, len, time);
+  }
+
+  // The checks on a mapping's values, then the emitter.
+  void checked_mapping(element k, uint64_t origin, uint64_t data, uint64_t len, uint32_t time) {
     if (origin > u64_max - (len - 1))
       fail(tag(k) + " origin blocks " + std::to_string(origin) + " + " + std::to_string(len) +
            " run past the largest block number (2^64-1)");
@@ -514,6 +653,13 @@ class xml_reader {
   std::unordered_map<std::string, origin_span> defs_;
   std::string current_def_;
   origin_span span_;   // of the open device or def
+  // Fast path state: fast lines not yet replaced by newlines in expat's
+  // input, bytes given to expat, where its last element tag ended, and
+  // whether only whitespace followed.
+  uint64_t pending_newlines_ = 0;
+  uint64_t fed_ = 0;
+  uint64_t markup_end_ = 0;
+  bool gap_clean_ = false;
   std::string scope_;  // "device 3" or "def \"x\"", for messages
 };
 

@@ -39,7 +39,7 @@ struct xml_parse_options {
   superblock_overrides overrides;
 };
 
-// Reads thin_dump XML from `in` in 64 KiB chunks, calling `e` in document
+// Reads thin_dump XML from `in` in 1 MiB chunks, calling `e` in document
 // order. end_superblock is called only once the whole input has been read and
 // found well formed. Throws xml_error on the first problem; events already
 // emitted stay emitted. thin::broken_pipe from the emitter passes through
