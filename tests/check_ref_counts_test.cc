@@ -305,7 +305,6 @@ TEST_P(check_ref_counts, thin_check_fails_a_leak_but_passes_it_with_ignore_non_f
   std::vector<dmg::variant> leaks;
   for (bool data : {false, true})
     leaks.push_back(*count_variant(f, data, first_with_count(f, data, 1), 2, dmg::expect::leak));
-  leaks.push_back(nr_allocated_variant(f, false, +1));
   test::temp_dir dir;
   dmg::scratch_image file(f.img, dir);
   for (auto &v : leaks) {
@@ -315,6 +314,31 @@ TEST_P(check_ref_counts, thin_check_fails_a_leak_but_passes_it_with_ignore_non_f
     EXPECT_NE(r.plain.err.find("(non-fatal) "), std::string::npos) << r.plain.err;
     EXPECT_NE(r.plain.err.find("(non-fatal problems only)"), std::string::npos) << r.plain.err;
     EXPECT_EQ(r.ignoring.exit_code, 0) << r.ignoring.err;
+  }
+}
+
+// A stale hint that only hides free space (here a root's nr_allocated one
+// too high, as thin_restore 0.9.0 leaves it) is recorded as a hint, but is no
+// problem: thin_check passes silently, as 0.9.0 and 1.x do, and prints
+// exactly what it prints for the untouched image.
+TEST_P(check_ref_counts, thin_check_passes_a_stale_space_map_hint_silently) {
+  loaded f = load(GetParam());
+  test::temp_dir dir;
+  dmg::scratch_image file(f.img, dir);
+  auto untouched = test::run_tool("thin_check", {file.path()}, "", 60);
+  ASSERT_EQ(untouched.exit_code, 0) << untouched.err;
+  dmg::damage_runner runner(f.img);
+  for (bool data : {false, true}) {
+    auto v = nr_allocated_variant(f, data, +1);
+    SCOPED_TRACE(v.name);
+    dmg::check_outcome o;
+    auto why = runner.run(v, &o);
+    EXPECT_FALSE(why) << *why;
+    EXPECT_TRUE(o.result.clean() && o.result.hints && !o.result.spotless()) << o.describe();
+    auto r = run_thin_check(file, v);
+    EXPECT_EQ(r.plain.exit_code, 0) << r.plain.err;
+    EXPECT_EQ(r.plain.out, untouched.out);
+    EXPECT_EQ(r.plain.err, untouched.err);
   }
 }
 

@@ -547,21 +547,26 @@ TEST_F(needs_check, on_damaged_metadata_it_refuses_and_writes_nothing) {
   EXPECT_TRUE(same_time(mtime_of(work_), t0));
 }
 
-TEST_F(needs_check, with_only_non_fatal_problems_it_repairs_them_then_clears_the_flag) {
-  // A non-fatal problem fails a plain check; lvm2's activation call repairs
-  // it in place (as thin_check 1.x does) and clears the flag.
+TEST_F(needs_check, with_only_a_stale_space_map_hint_it_clears_the_flag_and_changes_only_block_0) {
+  // The data space map's root claims one block more than the bitmaps hold
+  // (as thin_restore 0.9.0 leaves it): a hint that only hides free space, not
+  // a problem. Real leaks are repaired first (thin_check_auto_repair_test).
   bytes img = test::read_binary(work_);
-  // Raise the data space map's nr_allocated: the bitmaps then disagree with it.
   uint64_t alloc = le64_at(img, 72);
   edit_superblock(work_, [&](unsigned char *b) { pdata::store_le64(b + 72, alloc + 1); });
   auto plain = test::run_tool("thin_check", {work_});
-  ASSERT_EQ(plain.exit_code, 1) << "the edit should be detected: " << plain.err;
+  EXPECT_EQ(plain.exit_code, 0) << plain.err;
+  EXPECT_EQ(plain.err.find("non-fatal"), std::string::npos) << plain.err;
+  bytes before = test::read_binary(work_);
   auto r = test::run_tool("thin_check", {"--clear-needs-check-flag", work_});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   bytes after = test::read_binary(work_);
   EXPECT_EQ(after[4] & 1, 0) << "NEEDS_CHECK still set";
-  EXPECT_EQ(le64_at(after, 72), alloc) << "nr_allocated not repaired";
-  EXPECT_EQ(test::run_tool("thin_check", {work_}).exit_code, 0);
+  for (std::size_t i = pdata::block_size; i < before.size(); i++)
+    if (after[i] != before[i]) {
+      ADD_FAILURE() << "byte " << i << " changed";
+      break;
+    }
 }
 
 TEST_F(needs_check, combined_with_super_block_only_or_a_metadata_snapshot_it_refuses) {

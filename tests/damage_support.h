@@ -343,9 +343,15 @@ struct check_outcome {
       if (d.fatal) return true;
     return false;
   }
+  // Non-fatal problems (leaks); stale space-map hints are not problems.
   bool non_fatal() const {
     for (auto &d : records)
-      if (!d.fatal) return true;
+      if (!d.fatal && !d.hint) return true;
+    return false;
+  }
+  bool hints() const {
+    for (auto &d : records)
+      if (d.hint) return true;
     return false;
   }
   bool fatal_with_text() const {
@@ -464,9 +470,11 @@ inline std::optional<std::string> judge(expect want, const check_outcome &o,
   if (o.exception) return "an exception escaped the checker: " + *o.exception;
   for (auto &d : o.records)
     if (d.what.empty()) return fmt::format("a {} record has no text", thin::to_string(d.kind));
-  if (o.result.fatal != o.fatal() || o.result.non_fatal != o.non_fatal())
-    return fmt::format("check_result (fatal {}, non_fatal {}) disagrees with the records ({})", o.result.fatal,
-                       o.result.non_fatal, o.describe());
+  if (o.result.fatal != o.fatal() || o.result.non_fatal != o.non_fatal() || o.result.hints != o.hints())
+    return fmt::format("check_result (fatal {}, non_fatal {}, hints {}) disagrees with the records ({})",
+                       o.result.fatal, o.result.non_fatal, o.result.hints, o.describe());
+  for (auto &d : o.records)
+    if (d.hint && d.fatal) return "a hint record is fatal: " + o.describe();
   switch (want) {
     case expect::fatal:
       if (!o.fatal_with_text()) return "expected fatal damage, got: " + o.describe();

@@ -76,7 +76,7 @@ std::string underfull_nodes(pdata::block_io &io) {
 void expect_consistent(pdata::block_io &io, const model_t &model, uint64_t seed, int step) {
   recording_reporter rep;
   thin::check_result r = thin::check_metadata(io, {}, rep);
-  ASSERT_TRUE(r.clean() && r.fully_examined) << "seed " << seed << " step " << step << "\n" << describe(rep.damage);
+  ASSERT_TRUE(r.spotless() && r.fully_examined) << "seed " << seed << " step " << step << "\n" << describe(rep.damage);
   ASSERT_EQ(read_back(io), model) << "seed " << seed << " step " << step;
   ASSERT_EQ(underfull_nodes(io), "") << "seed " << seed << " step " << step;
 }
@@ -186,7 +186,7 @@ TEST(pool_metadata, a_snapshot_shares_the_origin_subtree_until_either_side_write
   // A data block in a leaf both devices still share is counted once; in a
   // leaf that was copied, twice.
   recording_reporter rep;
-  EXPECT_TRUE(thin::check_metadata(io, {}, rep).clean()) << describe(rep.damage);
+  EXPECT_TRUE(thin::check_metadata(io, {}, rep).spotless()) << describe(rep.damage);
 }
 
 TEST(pool_metadata, set_transaction_id_is_a_compare_and_swap) {
@@ -224,7 +224,7 @@ TEST(pool_metadata, commit_writes_the_superblock_only_after_flushing_every_other
     }
     fio.crash(0.5, fail_at);
     recording_reporter rep;
-    ASSERT_TRUE(thin::check_metadata(copy, {}, rep).clean()) << "fail_at " << fail_at << "\n" << describe(rep.damage);
+    ASSERT_TRUE(thin::check_metadata(copy, {}, rep).spotless()) << "fail_at " << fail_at << "\n" << describe(rep.damage);
     auto back = read_back(copy);
     size_t n = back[1].size();
     EXPECT_TRUE(n == 300 || (n == 700 && !crashed)) << "fail_at " << fail_at << " mapped " << n;

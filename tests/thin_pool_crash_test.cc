@@ -43,7 +43,7 @@ crash_result examine(pdata::block_io &meta_mem, pdata::block_io &data_mem, const
   crash_result res;
   quiet_reporter rep;
   auto cr = thin::check_metadata(meta_mem, {}, rep);
-  if (!cr.clean()) {
+  if (!cr.spotless()) {
     res.problem = rep.log.empty() ? "check failed" : rep.log;
     return res;
   }
@@ -235,7 +235,7 @@ TEST(thin_pool, reads_what_was_written_through_snapshots_discards_and_reopen) {
   }
   pool->commit();
   quiet_reporter rep;
-  EXPECT_TRUE(thin::check_metadata(meta, {}, rep).clean()) << rep.log;
+  EXPECT_TRUE(thin::check_metadata(meta, {}, rep).spotless()) << rep.log;
   // Debian's thin_check 0.9.0 accepts what the engine wrote too.
   if (test::file_exists("/usr/sbin/thin_check")) {
     test::temp_dir t;

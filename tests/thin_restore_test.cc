@@ -275,11 +275,11 @@ TEST(thin_restore, a_power_cut_at_any_write_leaves_the_new_metadata_or_a_zeroed_
         void visit(const thin::damage &) override {}
       } rep;
       auto res = thin::check_metadata(m, {}, rep);
-      std::string dumped = res.clean() ? dump_of(m) : "";
+      std::string dumped = res.spotless() ? dump_of(m) : "";
       // A valid superblock must be the new metadata, whole; or (a cut before
       // the old superblock's wipe was durable) the old metadata, untouched.
-      bool is_new = res.clean() && dumped == new_xml;
-      bool is_old = res.clean() && dumped == old_xml && n <= 2;
+      bool is_new = res.spotless() && dumped == new_xml;
+      bool is_old = res.spotless() && dumped == old_xml && n <= 2;
       EXPECT_TRUE(is_new || is_old) << "write " << n << " keep " << keep;
       saw_new += is_new;
     }
@@ -315,7 +315,7 @@ TEST(thin_restore, def_and_ref_become_shared_leaves_and_dump_as_plain_mappings) 
     void info(uint64_t, uint64_t) override {}
     void visit(const thin::damage &d) override { log += d.what + "\n"; }
   } rep;
-  EXPECT_TRUE(thin::check_metadata(io, {}, rep).clean()) << rep.log;
+  EXPECT_TRUE(thin::check_metadata(io, {}, rep).spotless()) << rep.log;
   std::string d = dump_of(io);
   EXPECT_NE(d.find("<device dev_id=\"2\" mapped_blocks=\"1002\""), std::string::npos) << d;
   EXPECT_NE(d.find("<range_mapping origin_begin=\"1000\" data_begin=\"0\" length=\"1000\" time=\"0\"/>"),

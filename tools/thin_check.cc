@@ -48,7 +48,9 @@ class console_reporter : public thin::check_reporter {
   }
   void visit(const thin::damage &d) override {
     if (!first_fatal_ && d.fatal) first_fatal_ = d.what;
-    if (quiet_) return;
+    // Stale space-map hints are not problems (0.9.0 and 1.x stay silent on
+    // them too); --auto-repair rewrites them.
+    if (quiet_ || d.hint) return;
     std::fprintf(stderr, "  %s%s\n", d.fatal ? "" : "(non-fatal) ", d.what.c_str());
   }
   const std::optional<std::string> &first_fatal() const { return first_fatal_; }

@@ -74,6 +74,18 @@ class overflow_tree_visitor : public btree_visitor {
 
 }  // namespace
 
+std::string index_nr_free_hint(space_map_kind kind, uint64_t bitmap, uint32_t said, uint32_t has) {
+  return fmt::format("{} space map index entry for bitmap {} says {} free blocks, but the bitmap has {} (free space "
+                     "hidden)",
+                     kind_name(kind), bitmap, said, has);
+}
+
+std::string index_none_free_before_hint(space_map_kind kind, uint64_t bitmap, uint32_t said, uint32_t first_free) {
+  return fmt::format("{} space map index entry for bitmap {} says nothing is free before entry {}, but entry {} is "
+                     "free (free space hidden)",
+                     kind_name(kind), bitmap, said, first_free);
+}
+
 space_map_contents read_space_map(block_cache &cache, const disk_sm_root &root, space_map_kind kind,
                                   space_map_problem_visitor &problems) {
   const char *kn = kind_name(kind);
@@ -227,17 +239,9 @@ space_map_contents read_space_map(block_cache &cache, const disk_sm_root &root, 
                                     beyond_end, sm.nr_blocks),
                         false});
     if (ie.nr_free.get() < nr_free)
-      problems.problem({bb,
-                        fmt::format("{} space map index entry for bitmap {} says {} free blocks, but the bitmap "
-                                    "has {} (free space hidden)",
-                                    kn, i, ie.nr_free.get(), nr_free),
-                        false});
+      problems.problem({bb, index_nr_free_hint(kind, i, ie.nr_free.get(), nr_free), false, true});
     if (first_free < ie.none_free_before.get())
-      problems.problem({bb,
-                        fmt::format("{} space map index entry for bitmap {} says nothing is free before entry "
-                                    "{}, but entry {} is free (free space hidden)",
-                                    kn, i, ie.none_free_before.get(), first_free),
-                        false});
+      problems.problem({bb, index_none_free_before_hint(kind, i, ie.none_free_before.get(), first_free), false, true});
   }
 
   // 4. Overflow entries must match a bitmap value of 3.

@@ -23,7 +23,16 @@ struct space_map_problem {
   block_address block;  // the space-map block concerned (0 when none)
   std::string what;
   bool fatal;
+  // A stale allocator hint that only hides free space (an index entry's
+  // nr_free or none_free_before). The kernel tolerates it, thin_restore 0.9.0
+  // leaves such hints behind, and neither 0.9.0 nor 1.x thin_check reports it.
+  bool hint = false;
 };
+
+// The texts of the hint problems (shared with thin_check's fast path, which
+// must word them exactly as read_space_map does).
+std::string index_nr_free_hint(space_map_kind kind, uint64_t bitmap, uint32_t said, uint32_t has);
+std::string index_none_free_before_hint(space_map_kind kind, uint64_t bitmap, uint32_t said, uint32_t first_free);
 
 class space_map_problem_visitor {
  public:

@@ -1,4 +1,6 @@
-// thin_check: examine metadata, report damage as records (see check.h).
+// thin_check: examine metadata, report damage as records (see check.h). This
+// file holds the superblock pass, the exact checker (used when the fast path in
+// fast_check.cc gives up, and by auto_repair), and auto_repair.
 #include "check.h"
 
 #include <cstring>
@@ -12,6 +14,7 @@
 #include "persistent-data/errors.h"
 #include "persistent-data/ref_counts.h"
 #include "persistent-data/space_map_reader.h"
+#include "fast_check.h"
 #include "metadata_writer.h"
 #include "superblock.h"
 #include "thin_trees.h"
@@ -186,7 +189,7 @@ class sm_problems : public space_map_problem_visitor {
  public:
   sm_problems(damage_kind k, const std::function<void(damage)> &report) : k_(k), report_(report) {}
   void problem(const space_map_problem &p) override {
-    damage d{k_, p.fatal, std::nullopt, std::nullopt, std::nullopt, p.what};
+    damage d{k_, p.fatal, std::nullopt, std::nullopt, std::nullopt, p.what, p.hint};
     if (p.block) d.block = p.block;
     report_(d);
   }
@@ -249,7 +252,7 @@ namespace {
 check_result check_metadata_impl(block_io &io, const check_options &opts, check_reporter &r, expected_counts *out) {
   check_result res;
   std::function<void(damage)> report = [&](damage d) {
-    (d.fatal ? res.fatal : res.non_fatal) = true;
+    (d.fatal ? res.fatal : d.hint ? res.hints : res.non_fatal) = true;
     r.visit(d);
   };
   auto sb_damage = [&](block_address b, std::string what) {
@@ -322,17 +325,36 @@ check_result check_metadata_impl(block_io &io, const check_options &opts, check_
   r.info(sb.trans_id, nr_meta - 1);
   if (opts.superblock_only) return res;
 
+  // Sound metadata is proved clean by the fast path (fast_check.h); anything
+  // else is examined by the exact checker below, which announces only the
+  // stages the fast path did not.
+  unsigned skip_stages = 0;
+  if (!out && !opts.exact_only && !opts.use_metadata_snap && !opts.skip_mappings) {
+    std::vector<damage> hints;
+    if (detail::fast_check(io, live, sb, r, skip_stages, hints)) {
+      for (auto &h : hints) report(h);
+      res.fully_examined = true;
+      return res;
+    }
+  }
+  auto stage = [&](const char *name) {
+    if (skip_stages)
+      skip_stages--;
+    else
+      r.stage(name);
+  };
+
   block_cache cache(io);
   const uint64_t nr_data = data_root.nr_blocks.get();
   tree_counter tc(cache, nr_meta, nr_data, sb.time, report);
   tc.count_meta(0);  // the superblock itself
 
   // 2. Device details.
-  r.stage("examining devices tree");
+  stage("examining devices tree");
   auto details = tc.details(sb.details_root);
 
   // 3. Mapping tree.
-  r.stage(opts.skip_mappings ? "examining top level of mapping tree" : "examining mapping tree");
+  stage(opts.skip_mappings ? "examining top level of mapping tree" : "examining mapping tree");
   // Details against the top level of the mapping tree, then each device's
   // mappings against its mapped_blocks: for the trees being checked and, in a
   // normal check, for the metadata snapshot's (`prefix` names which).
@@ -397,7 +419,7 @@ check_result check_metadata_impl(block_io &io, const check_options &opts, check_
   if (res.fatal) return res;
 
   // 4. Space maps.
-  r.stage("checking space map counts");
+  stage("checking space map counts");
   sm_problems meta_probs(damage_kind::metadata_space_map, report);
   auto meta_sm = read_space_map(cache, meta_root, space_map_kind::metadata, meta_probs);
   sm_problems data_probs(damage_kind::data_space_map, report);
@@ -409,15 +431,18 @@ check_result check_metadata_impl(block_io &io, const check_options &opts, check_
   compare_counts("metadata", damage_kind::metadata_ref_count, meta_sm.counts, tc.meta(), nr_meta, report);
   compare_counts("data", damage_kind::data_ref_count, data_sm.counts, tc.data(), nr_data, report);
 
-  auto check_allocated = [&](const char *what, damage_kind k, const space_map_contents &sm) {
+  auto check_allocated = [&](bool metadata, damage_kind k, const space_map_contents &sm) {
     block_address n = sm.counts.nr_allocated();
-    if (n != sm.nr_allocated_root)
-      report({k, n > sm.nr_allocated_root, std::nullopt, std::nullopt, std::nullopt,
-              fmt::format("{} space map root says {} blocks are allocated, but the bitmaps hold {}", what,
-                          sm.nr_allocated_root, n)});
+    // More allocated than the root says is damage; fewer only hides free
+    // space (a hint).
+    if (n > sm.nr_allocated_root)
+      report({k, true, std::nullopt, std::nullopt, std::nullopt,
+              detail::nr_allocated_text(metadata, sm.nr_allocated_root, n)});
+    else if (n < sm.nr_allocated_root)
+      report(detail::nr_allocated_hint(metadata, sm.nr_allocated_root, n));
   };
-  check_allocated("metadata", damage_kind::metadata_space_map, meta_sm);
-  check_allocated("data", damage_kind::data_space_map, data_sm);
+  check_allocated(true, damage_kind::metadata_space_map, meta_sm);
+  check_allocated(false, damage_kind::data_space_map, data_sm);
 
   res.fully_examined = true;
   if (out) {
@@ -441,7 +466,7 @@ auto_repair_result auto_repair(block_io &io, check_reporter &r) {
     res.refused = "the metadata has not been fully examined";
     return res;
   }
-  if (cr.clean() && !cr.needs_check) {
+  if (cr.spotless() && !cr.needs_check) {
     res.repaired = true;
     return res;
   }

@@ -11,6 +11,11 @@
 //                                 against the two space maps
 // Leaks (a count on disk higher than the references found) and space-map hints
 // are non-fatal; everything else is fatal.
+//
+// Passes 2-4 first run as a fast path (fast_check.h) that proves sound metadata
+// clean in one read of each used block and a few bits a block; on any doubt the
+// exact checker runs them instead and reports, with the same stages.
+// check_options::exact_only skips the fast path (same verdict and records).
 #pragma once
 
 #include <cstdint>
@@ -26,6 +31,9 @@ struct check_options {
   bool superblock_only = false;
   bool skip_mappings = false;  // top level of the mapping tree only; no counts
   std::optional<uint64_t> override_mapping_root;
+  // Skip the fast path (fast_check.h) and run the exact checker only: same
+  // verdict and records, more time and memory. For tests and comparisons.
+  bool exact_only = false;
 };
 
 // What --auto-repair did.
@@ -52,7 +60,11 @@ struct check_result {
   bool needs_check = false;     // NEEDS_CHECK flag was set
   uint64_t transaction_id = 0;
 
+  bool hints = false;            // stale space-map hints only (damage::hint); not a problem
+
   bool clean() const { return !fatal && !non_fatal; }
+  // Clean, and not even a stale hint (what thinkit's own writers must produce).
+  bool spotless() const { return clean() && !hints; }
 };
 
 check_result check_metadata(pdata::block_io &io, const check_options &opts, check_reporter &r);

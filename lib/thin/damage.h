@@ -34,6 +34,12 @@ struct damage {
   std::optional<uint64_t> dev_id;    // thin device concerned
   std::optional<pdata::key_range> keys;  // keys (dev ids or origin blocks) lost or affected
   std::string what;                  // one line for humans
+  // A stale space-map hint that only hides free space (an index entry's
+  // nr_free or none_free_before understated, a root's nr_allocated
+  // overstated). Never fatal; it does not count as a problem in
+  // check_result (0.9.0 and 1.x do not report it, thin_restore 0.9.0 leaves
+  // such hints, and the kernel tolerates them), and thin_check does not print it.
+  bool hint = false;
 };
 
 class damage_visitor {
