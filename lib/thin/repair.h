@@ -3,10 +3,13 @@
 // repair_dump() is the tolerant walk: it descends every tree, skips nodes that
 // cannot be used, and reports what was lost as key ranges per device, never
 // stopping at the first error. When the superblock or its tree roots are
-// unusable it scans the metadata for valid B-tree nodes, rebuilds candidate
-// device-details and mapping trees, pairs them (same device ids) and uses the
-// newest consistent pair. The recovered metadata goes to an emitter: XML for
-// thin_dump --repair, the restore emitter for thin_repair.
+// unusable it scans the metadata for valid B-tree nodes and space-map index
+// blocks, rebuilds candidate device-details and mapping trees, pairs them
+// (same devices and mapped counts, all nodes allocated in the live space map)
+// and uses the newest pair; devices a damaged top-level node lost are
+// re-attached to scanned subtrees that fit, lost details recovered from
+// scanned leaves (repair.cc says how). The recovered metadata goes to an
+// emitter: XML for thin_dump --repair, the restore emitter for thin_repair.
 #pragma once
 
 #include <cstdint>
