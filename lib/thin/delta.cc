@@ -437,7 +437,10 @@ void delta_range_writer::finish() {
 void delta_metadata(block_io &io, const delta_options &opts, text_sink &out) {
   auto [sb, nr_data_blocks] = select_superblock(io, opts.use_metadata_snap, opts.metadata_snap_location);
 
-  block_cache cache(io);
+  // The walk reads each node once (a shared subtree is passed over unread)
+  // and the cursors hold the nodes on their paths themselves, so a small
+  // cache is enough: a large one only costs memory (page faults dominated).
+  block_cache cache(io, 256);
   auto left = find_mapping_subtree(cache, sb.mapping_root, opts.left_dev);
   if (!left) throw metadata_error(fmt::format("unable to find mapping tree for snap1 ({})", opts.left_dev));
   auto right = find_mapping_subtree(cache, sb.mapping_root, opts.right_dev);
