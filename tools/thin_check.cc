@@ -4,6 +4,8 @@
 // TRANSACTION_ID= and METADATA_FREE_BLOCKS= on stdout; -q prints nothing.
 #include <cstdio>
 #include <iostream>
+#include <optional>
+#include <string>
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -59,6 +61,18 @@ class console_reporter : public thin::check_reporter {
   bool quiet_;
   std::optional<std::string> first_fatal_;
 };
+
+// Repairs leaks in place (thin::auto_repair, which re-checks first), then
+// applies the e2fsck rule: the result must check clean. Returns why it
+// failed, or nothing; `ar` says what was fixed.
+std::optional<std::string> repair_leaks(pdata::block_io &io, thin::check_reporter &rep, const std::string &path,
+                                        const char *after, thin::auto_repair_result &ar) {
+  ar = thin::auto_repair(io, rep);
+  if (!ar.repaired) return fmt::format("{}: not repaired: {}", path, ar.refused);
+  console_reporter quiet_rep(true);
+  if (!thin::check_metadata(io, {}, quiet_rep).clean()) return fmt::format("{}: still damaged after {}", path, after);
+  return std::nullopt;
+}
 
 }  // namespace
 
@@ -122,15 +136,11 @@ int thin_check_main(std::vector<std::string> args) {
     try {
       auto io = open_metadata(path, {true, true});
       console_reporter rep(quiet);
-      thin::auto_repair_result ar = thin::auto_repair(*io, rep);
-      if (!ar.repaired) return fail(fmt::format("{}: not repaired: {}", path, ar.refused));
+      thin::auto_repair_result ar;
+      if (auto err = repair_leaks(*io, rep, path, "--auto-repair", ar)) return fail(*err);
       if (!quiet && (ar.metadata_leaks_fixed || ar.data_leaks_fixed))
         std::cerr << fmt::format("fixed {} leaked metadata block counts and {} leaked data block counts\n",
                                  ar.metadata_leaks_fixed, ar.data_leaks_fixed);
-      // The e2fsck rule: the repaired metadata must check clean.
-      console_reporter quiet_rep(true);
-      thin::check_result again = thin::check_metadata(*io, {}, quiet_rep);
-      if (!again.clean()) return fail(fmt::format("{}: still damaged after --auto-repair", path));
       return exit_ok;
     } catch (const usage_error &e) {
       return fail(e.what());
@@ -150,15 +160,13 @@ int thin_check_main(std::vector<std::string> args) {
                                 path));
       return fail(fmt::format("{}: {}", path, rep.first_fatal().value_or("superblock is damaged")));
     }
-    if (clear_needs_check && res.superblock_ok && !res.fatal && res.non_fatal && res.fully_examined) {
+    if (clear_needs_check && !res.fatal && res.non_fatal && res.fully_examined) {
       // As thin_check 1.x does for lvm2's activation call: leaked blocks
       // (counts above the true ones) are repaired in place, then the flag
       // is cleared. Anything worse was refused above (res.fatal).
       console_reporter quiet_rep(true);
-      thin::auto_repair_result ar = thin::auto_repair(*io, quiet_rep);
-      if (!ar.repaired) return fail(fmt::format("{}: not repaired: {}", path, ar.refused));
-      thin::check_result again = thin::check_metadata(*io, {}, quiet_rep);
-      if (!again.clean()) return fail(fmt::format("{}: still damaged after repairing leaks", path));
+      thin::auto_repair_result ar;
+      if (auto err = repair_leaks(*io, quiet_rep, path, "repairing leaks", ar)) return fail(*err);
       if (!quiet)
         std::cerr << fmt::format("repaired {} leaked metadata block counts and {} leaked data block counts; "
                                  "cleared needs_check flag\n",
