@@ -7,8 +7,8 @@
 #include <gtest/gtest.h>
 
 #include "damage_support.h"
-#include "thin/fast_check.h"
-#include "thin/superblock_disk.h"
+#include "thin/check/fast_check.h"
+#include "thin/format/superblock_disk.h"
 
 namespace {
 

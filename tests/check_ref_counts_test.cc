@@ -11,7 +11,7 @@
 #include <iostream>
 
 #include "damage_support.h"
-#include "thin/thin_trees.h"
+#include "thin/format/thin_trees.h"
 
 namespace {
 

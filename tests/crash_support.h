@@ -15,7 +15,7 @@
 
 #include "persistent-data/block_io.h"
 #include "persistent-data/errors.h"
-#include "thin/thin_pool.h"
+#include "engine/thin_pool.h"
 
 namespace crash {
 

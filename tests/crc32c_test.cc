@@ -15,7 +15,7 @@
 #include "persistent-data/crc32c.h"
 #include "persistent-data/endian.h"
 #include "persistent-data/space_map_disk.h"
-#include "thin/superblock.h"
+#include "thin/format/superblock.h"
 
 namespace {
 

@@ -37,12 +37,12 @@
 #include "persistent-data/space_map_disk.h"
 #include "persistent-data/space_map_reader.h"
 #include "test_support.h"
-#include "thin/check.h"
-#include "thin/dump.h"
-#include "thin/emitter.h"
-#include "thin/superblock.h"
-#include "thin/superblock_disk.h"
-#include "thin/text_sink.h"
+#include "thin/check/check.h"
+#include "thin/dump/dump.h"
+#include "thin/ir/emitter.h"
+#include "thin/format/superblock.h"
+#include "thin/format/superblock_disk.h"
+#include "thin/ir/text_sink.h"
 
 namespace dmg {
 

@@ -23,7 +23,7 @@
 
 #include "persistent-data/block_io.h"
 #include "test_support.h"
-#include "thin/superblock.h"
+#include "thin/format/superblock.h"
 
 namespace {
 

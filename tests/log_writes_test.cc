@@ -7,8 +7,8 @@
 
 #include <gtest/gtest.h>
 
-#include "persistent-data/byte_io.h"
-#include "persistent-data/log_writes.h"
+#include "log-writes/byte_io.h"
+#include "log-writes/log_writes.h"
 
 namespace {
 

@@ -12,10 +12,10 @@
 #include "persistent-data/block_cache.h"
 #include "persistent-data/block_io.h"
 #include "persistent-data/errors.h"
-#include "thin/check.h"
-#include "thin/pool_metadata.h"
-#include "thin/superblock.h"
-#include "thin/thin_trees.h"
+#include "thin/check/check.h"
+#include "engine/pool_metadata.h"
+#include "thin/format/superblock.h"
+#include "thin/format/thin_trees.h"
 
 namespace {
 

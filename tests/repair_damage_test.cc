@@ -17,10 +17,10 @@
 #include <sstream>
 
 #include "damage_support.h"
-#include "thin/pool_metadata.h"
-#include "thin/repair.h"
-#include "thin/restore.h"
-#include "thin/xml_parser.h"
+#include "engine/pool_metadata.h"
+#include "thin/repair/repair.h"
+#include "thin/restore/restore.h"
+#include "thin/ir/xml_parser.h"
 
 namespace {
 

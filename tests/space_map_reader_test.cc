@@ -20,7 +20,7 @@
 #include "persistent-data/space_map_disk.h"
 #include "persistent-data/space_map_reader.h"
 #include "test_support.h"
-#include "thin/superblock.h"
+#include "thin/format/superblock.h"
 
 namespace {
 

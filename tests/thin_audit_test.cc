@@ -21,16 +21,16 @@
 #include <gtest/gtest.h>
 
 #include "persistent-data/btree_node.h"
-#include "persistent-data/byte_io.h"
-#include "persistent-data/log_recorder.h"
-#include "persistent-data/log_writes.h"
+#include "log-writes/byte_io.h"
+#include "log-writes/log_recorder.h"
+#include "log-writes/log_writes.h"
 #include "test_support.h"
 #include "persistent-data/block_cache.h"
 #include "persistent-data/block_io.h"
-#include "thin/audit.h"
-#include "thin/superblock.h"
-#include "thin/thin_pool.h"
-#include "thin/thin_trees.h"
+#include "audit/audit.h"
+#include "thin/format/superblock.h"
+#include "engine/thin_pool.h"
+#include "thin/format/thin_trees.h"
 
 namespace {
 

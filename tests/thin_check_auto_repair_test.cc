@@ -6,11 +6,11 @@
 
 #include "persistent-data/block_cache.h"
 #include "persistent-data/checksum.h"
-#include "thin/superblock_disk.h"
+#include "thin/format/superblock_disk.h"
 #include "persistent-data/space_map_disk.h"
 #include "persistent-data/space_map_writer.h"
 #include "test_support.h"
-#include "thin/superblock.h"
+#include "thin/format/superblock.h"
 
 namespace {
 

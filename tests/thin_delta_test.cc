@@ -25,11 +25,11 @@
 #include "persistent-data/block_io.h"
 #include "persistent-data/btree_walk.h"
 #include "test_support.h"
-#include "thin/delta.h"
-#include "thin/pool_metadata.h"
-#include "thin/superblock.h"
-#include "thin/text_sink.h"
-#include "thin/thin_trees.h"
+#include "thin/delta/delta.h"
+#include "engine/pool_metadata.h"
+#include "thin/format/superblock.h"
+#include "thin/ir/text_sink.h"
+#include "thin/format/thin_trees.h"
 
 extern char **environ;
 

@@ -9,11 +9,11 @@
 #include "crash_support.h"
 #include "test_support.h"
 #include "persistent-data/block_cache.h"
-#include "persistent-data/byte_io.h"
-#include "persistent-data/log_recorder.h"
-#include "thin/audit.h"
-#include "thin/check.h"
-#include "thin/superblock.h"
+#include "log-writes/byte_io.h"
+#include "log-writes/log_recorder.h"
+#include "audit/audit.h"
+#include "thin/check/check.h"
+#include "thin/format/superblock.h"
 
 namespace {
 

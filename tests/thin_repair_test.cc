@@ -17,8 +17,8 @@
 #include "persistent-data/btree_node.h"
 #include "persistent-data/checksum.h"
 #include "test_support.h"
-#include "thin/superblock.h"
-#include "thin/thin_trees.h"
+#include "thin/format/superblock.h"
+#include "thin/format/thin_trees.h"
 
 namespace {
 

@@ -14,11 +14,11 @@
 #include "persistent-data/block_cache.h"
 #include "persistent-data/errors.h"
 #include "test_support.h"
-#include "thin/check.h"
-#include "thin/dump.h"
-#include "thin/restore.h"
-#include "thin/superblock.h"
-#include "thin/xml_parser.h"
+#include "thin/check/check.h"
+#include "thin/dump/dump.h"
+#include "thin/restore/restore.h"
+#include "thin/format/superblock.h"
+#include "thin/ir/xml_parser.h"
 
 namespace {
 

@@ -2,7 +2,7 @@
 // byte-for-byte round trips through the XML emitter (kernel fixtures and
 // generated pools), every validation error with its line number, emitter and
 // stream failures, and a large document read in chunks.
-#include "thin/xml_parser.h"
+#include "thin/ir/xml_parser.h"
 
 #include <gtest/gtest.h>
 
@@ -16,8 +16,8 @@
 #include <vector>
 
 #include "test_support.h"
-#include "thin/emitter.h"
-#include "thin/text_sink.h"
+#include "thin/ir/emitter.h"
+#include "thin/ir/text_sink.h"
 
 namespace {
 

@@ -22,7 +22,7 @@
 
 #include "commands.h"
 #include "persistent-data/errors.h"
-#include "thin/audit.h"
+#include "audit/audit.h"
 #include "tool_support.h"
 
 namespace tools {

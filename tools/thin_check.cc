@@ -11,8 +11,8 @@
 #include <fmt/format.h>
 
 #include "commands.h"
-#include "thin/check.h"
-#include "thin/superblock.h"
+#include "thin/check/check.h"
+#include "thin/format/superblock.h"
 #include "tool_support.h"
 
 namespace tools {

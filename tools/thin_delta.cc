@@ -9,8 +9,8 @@
 #include <fmt/format.h>
 
 #include "commands.h"
-#include "thin/delta.h"
-#include "thin/superblock.h"
+#include "thin/delta/delta.h"
+#include "thin/format/superblock.h"
 #include "tool_support.h"
 
 namespace tools {

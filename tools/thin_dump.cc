@@ -17,9 +17,9 @@
 
 #include "commands.h"
 #include "persistent-data/errors.h"
-#include "thin/dump.h"
-#include "thin/repair.h"
-#include "thin/superblock.h"
+#include "thin/dump/dump.h"
+#include "thin/repair/repair.h"
+#include "thin/format/superblock.h"
 #include "tool_support.h"
 
 namespace tools {

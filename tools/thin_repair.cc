@@ -8,9 +8,9 @@
 #include <fmt/format.h>
 
 #include "commands.h"
-#include "thin/repair.h"
-#include "thin/restore.h"
-#include "thin/superblock.h"
+#include "thin/repair/repair.h"
+#include "thin/restore/restore.h"
+#include "thin/format/superblock.h"
 #include "tool_support.h"
 
 namespace tools {

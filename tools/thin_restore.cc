@@ -21,8 +21,8 @@
 #include "persistent-data/errors.h"
 #include "persistent-data/space_map_disk.h"
 #include "persistent-data/transaction_manager.h"
-#include "thin/restore.h"
-#include "thin/xml_parser.h"
+#include "thin/restore/restore.h"
+#include "thin/ir/xml_parser.h"
 #include "tool_support.h"
 
 namespace tools {

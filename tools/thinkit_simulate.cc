@@ -14,8 +14,8 @@
 #include <fmt/format.h>
 
 #include "commands.h"
-#include "persistent-data/byte_io.h"
-#include "thin/simulate.h"
+#include "log-writes/byte_io.h"
+#include "engine/simulate.h"
 #include "tool_support.h"
 
 namespace tools {

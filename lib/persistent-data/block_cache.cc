@@ -1,5 +1,5 @@
 // LRU read cache over a block_io (see block_cache.h).
-#include "block_cache.h"
+#include "persistent-data/block_cache.h"
 
 namespace pdata {
 

@@ -12,8 +12,8 @@
 #include <memory>
 #include <unordered_map>
 
-#include "block.h"
-#include "block_io.h"
+#include "persistent-data/block.h"
+#include "persistent-data/block_io.h"
 
 namespace pdata {
 

@@ -1,5 +1,5 @@
 // Implementations of the block I/O seam (see block_io.h).
-#include "block_io.h"
+#include "persistent-data/block_io.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -11,7 +11,7 @@
 
 #include <fmt/format.h>
 
-#include "errors.h"
+#include "persistent-data/errors.h"
 
 namespace pdata {
 

@@ -18,7 +18,7 @@
 #include <set>
 #include <vector>
 
-#include "block.h"
+#include "persistent-data/block.h"
 
 namespace pdata {
 

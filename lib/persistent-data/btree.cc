@@ -1,13 +1,13 @@
 // Copy-on-write B-tree updates and the bottom-up builder (see btree.h).
-#include "btree.h"
+#include "persistent-data/btree.h"
 
 #include <algorithm>
 #include <cstring>
 
 #include <fmt/format.h>
 
-#include "endian.h"
-#include "errors.h"
+#include "persistent-data/endian.h"
+#include "persistent-data/errors.h"
 
 namespace pdata {
 

@@ -14,9 +14,9 @@
 #include <optional>
 #include <vector>
 
-#include "btree_node.h"
-#include "btree_walk.h"
-#include "transaction_manager.h"
+#include "persistent-data/btree_node.h"
+#include "persistent-data/btree_walk.h"
+#include "persistent-data/transaction_manager.h"
 
 namespace pdata {
 

@@ -20,8 +20,8 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "block.h"
-#include "endian.h"
+#include "persistent-data/block.h"
+#include "persistent-data/endian.h"
 
 namespace pdata {
 

@@ -1,9 +1,9 @@
 // B-tree node validation (see btree_node.h).
-#include "btree_node.h"
+#include "persistent-data/btree_node.h"
 
 #include <fmt/format.h>
 
-#include "checksum.h"
+#include "persistent-data/checksum.h"
 
 namespace pdata {
 

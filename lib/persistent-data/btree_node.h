@@ -7,8 +7,8 @@
 #include <optional>
 #include <string>
 
-#include "btree_disk.h"
-#include "endian.h"
+#include "persistent-data/btree_disk.h"
+#include "persistent-data/endian.h"
 
 namespace pdata {
 

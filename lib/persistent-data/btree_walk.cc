@@ -1,5 +1,5 @@
 // Read-side B-tree traversal (see btree_walk.h).
-#include "btree_walk.h"
+#include "persistent-data/btree_walk.h"
 
 #include <algorithm>
 #include <memory>
@@ -7,7 +7,7 @@
 
 #include <fmt/format.h>
 
-#include "errors.h"
+#include "persistent-data/errors.h"
 
 namespace pdata {
 

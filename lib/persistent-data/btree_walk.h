@@ -16,8 +16,8 @@
 #include <optional>
 #include <string>
 
-#include "block_cache.h"
-#include "btree_node.h"
+#include "persistent-data/block_cache.h"
+#include "persistent-data/btree_node.h"
 
 namespace pdata {
 

@@ -1,8 +1,8 @@
 // Block checksums (see checksum.h for the salt table).
-#include "checksum.h"
+#include "persistent-data/checksum.h"
 
-#include "crc32c.h"
-#include "endian.h"
+#include "persistent-data/crc32c.h"
+#include "persistent-data/endian.h"
 
 namespace pdata {
 

@@ -12,7 +12,7 @@
 
 #include <cstdint>
 
-#include "block.h"
+#include "persistent-data/block.h"
 
 namespace pdata {
 

@@ -1,10 +1,10 @@
 // Counting a space map's counts down (see count_down.h).
-#include "count_down.h"
+#include "persistent-data/count_down.h"
 
 #include <bit>
 
-#include "endian.h"
-#include "space_map_disk.h"
+#include "persistent-data/endian.h"
+#include "persistent-data/space_map_disk.h"
 
 namespace pdata {
 

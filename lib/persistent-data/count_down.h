@@ -16,7 +16,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "block.h"
+#include "persistent-data/block.h"
 
 namespace pdata {
 

@@ -1,5 +1,5 @@
 // CRC-32C: hardware (SSE4.2) and portable slicing-by-8 implementations.
-#include "crc32c.h"
+#include "persistent-data/crc32c.h"
 
 #include <array>
 #include <cstring>

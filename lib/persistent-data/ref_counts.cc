@@ -1,11 +1,11 @@
 // Compact reference counts (see ref_counts.h).
-#include "ref_counts.h"
+#include "persistent-data/ref_counts.h"
 
 #include <algorithm>
 
 #include <fmt/format.h>
 
-#include "errors.h"
+#include "persistent-data/errors.h"
 
 namespace pdata {
 

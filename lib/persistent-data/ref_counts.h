@@ -7,7 +7,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "block.h"
+#include "persistent-data/block.h"
 
 namespace pdata {
 

@@ -1,11 +1,11 @@
 // In-memory space map (see space_map.h).
-#include "space_map.h"
+#include "persistent-data/space_map.h"
 
 #include <algorithm>
 
 #include <fmt/format.h>
 
-#include "errors.h"
+#include "persistent-data/errors.h"
 
 namespace pdata {
 

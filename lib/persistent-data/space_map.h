@@ -19,9 +19,9 @@
 #include <utility>
 #include <vector>
 
-#include "block.h"
-#include "ref_counts.h"
-#include "space_map_disk.h"
+#include "persistent-data/block.h"
+#include "persistent-data/ref_counts.h"
+#include "persistent-data/space_map_disk.h"
 
 namespace pdata {
 

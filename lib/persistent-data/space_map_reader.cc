@@ -1,5 +1,5 @@
 // Reading a space map into memory (see space_map_reader.h).
-#include "space_map_reader.h"
+#include "persistent-data/space_map_reader.h"
 
 #include <cstring>
 #include <map>
@@ -7,9 +7,9 @@
 
 #include <fmt/format.h>
 
-#include "btree_walk.h"
-#include "checksum.h"
-#include "errors.h"
+#include "persistent-data/btree_walk.h"
+#include "persistent-data/checksum.h"
+#include "persistent-data/errors.h"
 
 namespace pdata {
 

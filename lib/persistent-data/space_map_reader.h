@@ -11,9 +11,9 @@
 #include <string>
 #include <vector>
 
-#include "block_cache.h"
-#include "ref_counts.h"
-#include "space_map_disk.h"
+#include "persistent-data/block_cache.h"
+#include "persistent-data/ref_counts.h"
+#include "persistent-data/space_map_disk.h"
 
 namespace pdata {
 

@@ -1,16 +1,16 @@
 // Writing space maps (see space_map_writer.h).
-#include "space_map_writer.h"
+#include "persistent-data/space_map_writer.h"
 
 #include <cstring>
 #include <set>
 
 #include <fmt/format.h>
 
-#include "btree.h"
-#include "btree_walk.h"
-#include "checksum.h"
-#include "endian.h"
-#include "errors.h"
+#include "persistent-data/btree.h"
+#include "persistent-data/btree_walk.h"
+#include "persistent-data/checksum.h"
+#include "persistent-data/endian.h"
+#include "persistent-data/errors.h"
 
 namespace pdata {
 

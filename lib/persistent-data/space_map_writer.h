@@ -12,9 +12,9 @@
 
 #include <vector>
 
-#include "space_map.h"
-#include "space_map_disk.h"
-#include "transaction_manager.h"
+#include "persistent-data/space_map.h"
+#include "persistent-data/space_map_disk.h"
+#include "persistent-data/transaction_manager.h"
 
 namespace pdata {
 

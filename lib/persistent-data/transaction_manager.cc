@@ -1,5 +1,5 @@
 // Copy-on-write transaction manager (see transaction_manager.h).
-#include "transaction_manager.h"
+#include "persistent-data/transaction_manager.h"
 
 #include <algorithm>
 #include <cstring>
@@ -7,8 +7,8 @@
 
 #include <fmt/format.h>
 
-#include "endian.h"
-#include "errors.h"
+#include "persistent-data/endian.h"
+#include "persistent-data/errors.h"
 
 namespace pdata {
 

@@ -18,10 +18,10 @@
 #include <unordered_set>
 #include <vector>
 
-#include "block_cache.h"
-#include "block_io.h"
-#include "checksum.h"
-#include "space_map.h"
+#include "persistent-data/block_cache.h"
+#include "persistent-data/block_io.h"
+#include "persistent-data/checksum.h"
+#include "persistent-data/space_map.h"
 
 namespace pdata {
 

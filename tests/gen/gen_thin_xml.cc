@@ -61,9 +61,9 @@
 #include <fmt/format.h>
 
 #include "persistent-data/btree_disk.h"
-#include "thin/emitter.h"
-#include "thin/superblock_disk.h"
-#include "thin/text_sink.h"
+#include "thin/ir/emitter.h"
+#include "thin/format/superblock_disk.h"
+#include "thin/ir/text_sink.h"
 
 namespace {
 

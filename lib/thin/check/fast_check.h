@@ -1,0 +1,52 @@
+// thin_check's fast path for sound metadata (internal to lib/thin; check.cc
+// is its only user).
+//
+// It proves metadata clean in one pass over the used blocks and a few bits a
+// block, or gives up as soon as anything is out of the ordinary. It reports no
+// damage itself: when it gives up, check.cc runs the exact checker, which
+// finds and words every problem. So a clean verdict here must imply a clean
+// verdict from the exact checker, and any doubt means giving up.
+//
+// Data flow (after check.cc has examined the superblock):
+//   1. devices tree, mapping tree top level: walk_btree (small trees).
+//   2. each device's subtree, live then metadata snapshot: depth first over
+//      the internal nodes only (one read each); leaves are not read but listed
+//      as (block, key range, parent) references. Whether the children of a
+//      node are leaves is seen from its first child's header.
+//   3. the data space map's bitmaps are loaded into a count_down (2 bits a
+//      data block); its overflow tree's leaves are listed like mapping leaves.
+//   4. mapping leaves, sorted by block and read in runs of up to 1 MiB: each
+//      physical leaf is validated once, each reference's key range checked;
+//      every mapping takes one count off its data block. A reader thread reads
+//      and checksums runs ahead of the thread that decodes them.
+//   5. mappings per device from per-node totals (shared subtrees count for
+//      every device that reaches them); data counts of 3+ against the overflow
+//      tree's leaves; metadata counts against the metadata space map.
+//
+// Memory: per metadata block, 1 byte (what the block was reached as) and 1
+// byte (references found); per data block, 2.25 bits plus 1 byte per block
+// with a count of 3 or more; per leaf reference, 24 bytes; 2 MiB of buffers.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "thin/check/check.h"
+#include "thin/format/superblock.h"
+
+namespace thin::detail {
+
+// Runs passes 2-4 over sound metadata. Returns true when the metadata is
+// clean (every stage was announced to `r`). Returns false when the exact
+// checker must decide; `stages_announced` says how many stages were announced.
+// On success `hints` receives the stale space-map hints found (damage::hint
+// records, worded and ordered exactly as the exact checker reports them).
+bool fast_check(pdata::block_io &io, const superblock &live, const superblock &sb, check_reporter &r,
+                unsigned &stages_announced, std::vector<damage> &hints);
+
+// A space-map root whose nr_allocated exceeds what its bitmaps hold (a hint).
+std::string nr_allocated_text(bool metadata, uint64_t root_says, uint64_t bitmaps_hold);
+damage nr_allocated_hint(bool metadata, uint64_t root_says, uint64_t bitmaps_hold);
+
+}  // namespace thin::detail

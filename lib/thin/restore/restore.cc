@@ -1,0 +1,172 @@
+// The restore emitter (see restore.h).
+#include "thin/restore/restore.h"
+
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "persistent-data/endian.h"
+#include "persistent-data/errors.h"
+
+namespace thin {
+
+using namespace pdata;
+
+restore_emitter::restore_emitter(block_io &out) : out_(out) {}
+
+restore_emitter::~restore_emitter() = default;
+
+void restore_emitter::abandon() {
+  if (!touched_) return;
+  block_buffer zero;
+  std::memset(zero.raw(), 0, block_size);
+  out_.write(0, zero.raw(), 1);
+  out_.flush();
+  committed_ = false;
+}
+
+void restore_emitter::begin_superblock(const superblock_info &sb) {
+  if (in_superblock_ || committed_) throw std::runtime_error("more than one <superblock>");
+  if (sb.data_block_size < min_data_block_size || sb.data_block_size > max_data_block_size ||
+      sb.data_block_size % min_data_block_size)
+    throw std::runtime_error(fmt::format(
+        "data_block_size {} is invalid: it must be a multiple of 128 sectors between 128 and 2097152",
+        sb.data_block_size));
+  if (sb.time > 0xFFFFFF) throw std::runtime_error(fmt::format("superblock time {} does not fit in 24 bits", sb.time));
+  in_superblock_ = true;
+  nr_data_blocks_ = sb.nr_data_blocks;
+
+  // Nothing may point into blocks we are about to overwrite: wipe the old
+  // superblock first and make that durable.
+  block_buffer zero;
+  std::memset(zero.raw(), 0, block_size);
+  touched_ = true;
+  out_.write(0, zero.raw(), 1);
+  out_.flush();
+
+  md_ = metadata_writer::format(out_, sb.data_block_size, sb.nr_data_blocks);
+  superblock &s = md_->sb();
+  s.time = static_cast<uint32_t>(sb.time);
+  s.trans_id = sb.trans_id;
+  s.flags = sb.flags.value_or(0);
+  s.version = sb.version.value_or(superblock_version);
+  // The empty trees format() made are replaced at end_superblock.
+  btree_delete(md_->tm(), s.mapping_root, plain_value_ops(8));
+  btree_delete(md_->tm(), s.details_root, plain_value_ops(sizeof(device_details_disk)));
+  stats_.metadata_blocks_total = md_->metadata_sm().nr_blocks();
+}
+
+void restore_emitter::begin_device(const device_info &dev) {
+  if (!in_superblock_) throw std::runtime_error("<device> outside <superblock>");
+  if (in_device_ || in_def_) throw std::runtime_error("nested <device>");
+  if (dev.dev_id > max_dev_id) throw std::runtime_error(fmt::format("dev_id {} is above {}", dev.dev_id, max_dev_id));
+  if (devices_.count(dev.dev_id)) throw std::runtime_error(fmt::format("duplicate dev_id {}", dev.dev_id));
+  in_device_ = true;
+  dev_ = dev;
+  dev_mappings_ = 0;
+  builder_ = std::make_unique<btree_builder>(md_->tm(), 8, md_->mapping_l1_ops().inc);
+}
+
+void restore_emitter::end_device() {
+  block_address root = builder_->finish();
+  builder_.reset();
+  device_details d;
+  d.mapped_blocks = dev_mappings_;
+  d.transaction_id = dev_.trans_id;
+  d.creation_time = static_cast<uint32_t>(dev_.creation_time);
+  d.snapshotted_time = static_cast<uint32_t>(dev_.snap_time);
+  devices_[dev_.dev_id] = {root, d};
+  stats_.devices++;
+  in_device_ = false;
+}
+
+void restore_emitter::map_one(uint64_t origin, uint64_t data, uint32_t time) {
+  if (data >= nr_data_blocks_)
+    throw std::runtime_error(
+        fmt::format("data block {} is beyond nr_data_blocks ({})", data, nr_data_blocks_));
+  if (time > 0xFFFFFF) throw std::runtime_error(fmt::format("mapping time {} does not fit in 24 bits", time));
+  unsigned char v[8];
+  store_le64(v, pack_block_time(data, time));
+  builder_->add(origin, v);
+  md_->data_sm().inc(data);
+  if (in_device_) dev_mappings_++;
+  stats_.mappings++;
+}
+
+void restore_emitter::range_map(uint64_t origin_begin, uint64_t data_begin, uint32_t time, uint64_t len) {
+  if (!builder_) throw std::runtime_error("mapping outside <device> or <def>");
+  if (!len) return;
+  // Checked once for the range (the first bad block is named, as map_one would).
+  if (data_begin >= nr_data_blocks_ || len > nr_data_blocks_ - data_begin || time > 0xFFFFFF) {
+    for (uint64_t i = 0; i < len; i++) map_one(origin_begin + i, data_begin + i, time);
+    return;
+  }
+  space_map &dsm = md_->data_sm();
+  unsigned char v[8];
+  for (uint64_t i = 0; i < len; i++) {
+    store_le64(v, pack_block_time(data_begin + i, time));
+    builder_->add(origin_begin + i, v);
+    dsm.inc(data_begin + i);
+  }
+  if (in_device_) dev_mappings_ += len;
+  stats_.mappings += len;
+}
+
+void restore_emitter::single_map(uint64_t origin_block, uint64_t data_block, uint32_t time) {
+  if (!builder_) throw std::runtime_error("mapping outside <device> or <def>");
+  map_one(origin_block, data_block, time);
+}
+
+void restore_emitter::begin_def(const std::string &name) {
+  if (!in_superblock_ || in_device_ || in_def_) throw std::runtime_error("<def> must be directly inside <superblock>");
+  if (defs_.count(name)) throw std::runtime_error(fmt::format("duplicate <def name=\"{}\">", name));
+  in_def_ = true;
+  def_name_ = name;
+  builder_ = std::make_unique<btree_builder>(md_->tm(), 8);
+}
+
+void restore_emitter::end_def() {
+  def_info d;
+  d.mappings = builder_->entries();
+  d.leaves = builder_->finish_leaves();
+  builder_.reset();
+  defs_[def_name_] = std::move(d);
+  in_def_ = false;
+}
+
+void restore_emitter::ref(const std::string &name) {
+  if (!in_device_) throw std::runtime_error("<ref> outside <device>");
+  auto it = defs_.find(name);
+  if (it == defs_.end()) throw std::runtime_error(fmt::format("<ref name=\"{}\"> names no <def>", name));
+  for (auto &l : it->second.leaves) builder_->add_leaf(l.block, l.first_key, l.last_key);
+  dev_mappings_ += it->second.mappings;
+}
+
+void restore_emitter::end_superblock() {
+  if (!in_superblock_) throw std::runtime_error("</superblock> without <superblock>");
+  transaction_manager &tm = md_->tm();
+  // Drop each def's own reference to its leaves: unreferenced defs vanish.
+  for (auto &[name, d] : defs_)
+    for (auto &l : d.leaves) btree_delete(tm, l.block, md_->mapping_l1_ops());
+  defs_.clear();
+
+  btree_builder details(tm, sizeof(device_details_disk));
+  btree_builder top(tm, 8);
+  for (auto &[dev_id, e] : devices_) {
+    device_details_disk dd;
+    encode_device_details(e.details, reinterpret_cast<unsigned char *>(&dd));
+    details.add(dev_id, &dd);
+    unsigned char v[8];
+    store_le64(v, e.root);
+    top.add(dev_id, v);
+  }
+  superblock &s = md_->sb();
+  s.details_root = details.finish();
+  s.mapping_root = top.finish();
+  md_->commit();
+  stats_.metadata_blocks_used = md_->metadata_sm().nr_allocated();
+  committed_ = true;
+  in_superblock_ = false;
+}
+
+}  // namespace thin
