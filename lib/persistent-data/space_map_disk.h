@@ -14,12 +14,24 @@
 // | 8   | 4    | nr_free          | free entries in that bitmap (a hint)       |
 // | 12  | 4    | none_free_before | lowest entry that may be free (a hint)     |
 //
-// bitmap block: 16-byte header {csum (salt 240779), not_used, blocknr}, then
-// 4080 bytes of 2-bit entries (16320 per bitmap). Entry e uses little-endian
-// bits 2e (the HIGH bit of the value) and 2e+1 (the LOW bit). 0 free, 1 and 2
-// counts, 3 = look the count up in the overflow tree.
+// bitmap block: bitmap_header_disk, then 4080 bytes of 2-bit entries (16320
+// per bitmap). Entry e uses little-endian bits 2e (the HIGH bit of the value)
+// and 2e+1 (the LOW bit). 0 free, 1 and 2 counts, 3 = look the count up in
+// the overflow tree.
+// | off | size | field            |                                            |
+// |-----|------|------------------|--------------------------------------------|
+// | 0   | 4    | csum             | crc32c over [4,4096), salt 240779          |
+// | 4   | 4    | not_used         |                                            |
+// | 8   | 8    | blocknr          | the bitmap's own location                  |
+// | 16  | 4080 | entries          | 16320 2-bit counts                         |
 //
-// metadata index block: {csum (salt 160478), padding, blocknr} + 255 entries.
+// metadata index block (metadata_index_disk, one whole block):
+// | off | size | field            |                                            |
+// |-----|------|------------------|--------------------------------------------|
+// | 0   | 4    | csum             | crc32c over [4,4096), salt 160478          |
+// | 4   | 4    | padding          |                                            |
+// | 8   | 8    | blocknr          | the index block's own location             |
+// | 16  | 4080 | index[255]       | index_entry_disk per metadata bitmap       |
 #pragma once
 
 #include <cstddef>
