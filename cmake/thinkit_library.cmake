@@ -23,6 +23,7 @@ file(WRITE ${THINKIT_LAYERING_FILE} "")
 function(thinkit_library)
   cmake_parse_arguments(L "" "NAME;FOLDER" "SOURCES;DEPENDS;LIBS" ${ARGN})
   add_library(${L_NAME} STATIC ${L_SOURCES})
+  list(TRANSFORM L_LIBS REPLACE "^fmt::fmt$" "${THINKIT_FMT}")
   set_property(GLOBAL PROPERTY ${L_NAME}_FOLDER ${L_FOLDER})
   # The folders this target may include: its own and its dependencies' closure.
   set(folders ${L_FOLDER})
