@@ -15,6 +15,7 @@ int thin_metadata_pack_main(std::vector<std::string> args);
 int thin_metadata_unpack_main(std::vector<std::string> args);
 int thin_repair_main(std::vector<std::string> args);
 int thin_restore_main(std::vector<std::string> args);
+int thin_shrink_main(std::vector<std::string> args);
 int thinkit_simulate_main(std::vector<std::string> args);
 
 }  // namespace tools

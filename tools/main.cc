@@ -27,6 +27,7 @@ const command commands[] = {
     {"thin_metadata_unpack", tools::thin_metadata_unpack_main},
     {"thin_repair", tools::thin_repair_main},
     {"thin_restore", tools::thin_restore_main},
+    {"thin_shrink", tools::thin_shrink_main},
     {"simulate", tools::thinkit_simulate_main},
 };
 
