@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "thin/dump/dump.h"
+#include "thin/format/superblock.h"
 #include "thin/ir/xml_parser.h"
 #include "thin/restore/restore.h"
 
@@ -104,6 +105,8 @@ class remapper : public emitter {
   std::map<uint64_t, block_move> moves_;
 };
 
+const char *snapshot_held = "a metadata snapshot is held; release it first (dmsetup message <pool> 0 release_metadata_snap)";
+
 void check_plan(const collector &c, const shrink_options &opts) {
   if (!c.seen()) throw shrink_error("the input holds no superblock");
   if (opts.nr_blocks == 0) throw shrink_error("the new size must be at least one data block");
@@ -112,8 +115,7 @@ void check_plan(const collector &c, const shrink_options &opts) {
                                    opts.nr_blocks, c.sb().nr_data_blocks));
   // Copies may land in blocks only a metadata snapshot maps: it would read
   // garbage afterwards, so it has to go first.
-  if (c.sb().metadata_snap && *c.sb().metadata_snap)
-    throw shrink_error("a metadata snapshot is held; release it first (dmsetup message <pool> 0 release_metadata_snap)");
+  if (c.sb().metadata_snap && *c.sb().metadata_snap) throw shrink_error(snapshot_held);
 }
 
 // Step 2: the copies, then a flush, before any metadata points at them.
@@ -209,6 +211,8 @@ std::vector<block_move> plan_moves(const range_set &above, const range_set &belo
 
 shrink_stats shrink_metadata(pdata::block_io &in, pdata::block_io *data, pdata::block_io &out,
                              const shrink_options &opts) {
+  // The dump does not say whether a snapshot is held (0.9.0's does not); the superblock does.
+  if (read_superblock(in).held_root) throw shrink_error(snapshot_held);
   collector c(opts.nr_blocks);
   dump_metadata(in, {}, c);
   check_plan(c, opts);
