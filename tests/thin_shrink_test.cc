@@ -154,6 +154,27 @@ TEST(thin_shrink, moves_the_same_blocks_to_the_same_places_as_upstream_1_3_3) {
     EXPECT_EQ(ours.out, theirs.out);
     EXPECT_TRUE(test::read_binary(data) == test::read_binary(up_data));
   }
+
+  // XML in and out (upstream's default): restored and dumped again, the same.
+  const std::string xdata = write_image(t, "xdata", p.data), up_xdata = write_image(t, "up_xdata", p.data);
+  ASSERT_EQ(test::run_tool("thin_dump", {meta, "-o", t.file("in.xml")}).exit_code, 0);
+  auto r = test::run_tool("thin_shrink", {"-i", t.file("in.xml"), "-o", t.file("ours.xml"), "--data", xdata,
+                                          "--nr-blocks", "40"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_EQ(std::system(("'" + *up + "' thin_shrink -i " + t.file("in.xml") + " -o " + t.file("theirs.xml") +
+                         " --data " + up_xdata + " --nr-blocks 40 </dev/null >/dev/null 2>&1")
+                            .c_str()),
+            0);
+  std::string dumps[2];
+  for (int i = 0; i < 2; i++) {
+    const std::string img = write_image(t, "x" + std::to_string(i), pdata::memory_block_io(meta_blocks));
+    auto rs = test::run_tool("thin_restore", {"-i", t.file(i ? "theirs.xml" : "ours.xml"), "-o", img});
+    ASSERT_EQ(rs.exit_code, 0) << rs.err;
+    dumps[i] = test::run_tool("thin_dump", {img}).out;
+  }
+  EXPECT_NE(dumps[0].find("nr_data_blocks=\"40\""), std::string::npos);
+  EXPECT_EQ(dumps[0], dumps[1]);
+  EXPECT_TRUE(test::read_binary(xdata) == test::read_binary(up_xdata));
 }
 
 TEST(thin_shrink, shrinks_xml_through_the_data_device_as_upstream_does_by_default) {
