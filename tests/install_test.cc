@@ -145,6 +145,8 @@ void expect_installed(const std::string &destdir, const std::string &prefix, con
     EXPECT_EQ(fs::read_symlink(link), "thinkit") << link;
     EXPECT_TRUE(fs::equivalent(link, binary)) << link << " does not lead to " << binary;
   }
+  for (const char *tool : {"thin_metadata_pack", "thin_metadata_unpack", "thin_shrink"})
+    EXPECT_TRUE(fs::is_symlink(sbin / tool)) << tool << " was not installed";
 
   const std::vector<std::string> man_pages = files_in(source_dir() / "man", ".8");
   for (const char *page : {"thin_check.8", "thin_dump.8"})

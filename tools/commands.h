@@ -11,8 +11,11 @@ int thin_audit_main(std::vector<std::string> args);
 int thin_check_main(std::vector<std::string> args);
 int thin_delta_main(std::vector<std::string> args);
 int thin_dump_main(std::vector<std::string> args);
+int thin_metadata_pack_main(std::vector<std::string> args);
+int thin_metadata_unpack_main(std::vector<std::string> args);
 int thin_repair_main(std::vector<std::string> args);
 int thin_restore_main(std::vector<std::string> args);
+int thin_shrink_main(std::vector<std::string> args);
 int thinkit_simulate_main(std::vector<std::string> args);
 
 }  // namespace tools

@@ -23,8 +23,11 @@ const command commands[] = {
     {"thin_check", tools::thin_check_main},
     {"thin_delta", tools::thin_delta_main},
     {"thin_dump", tools::thin_dump_main},
+    {"thin_metadata_pack", tools::thin_metadata_pack_main},
+    {"thin_metadata_unpack", tools::thin_metadata_unpack_main},
     {"thin_repair", tools::thin_repair_main},
     {"thin_restore", tools::thin_restore_main},
+    {"thin_shrink", tools::thin_shrink_main},
     {"simulate", tools::thinkit_simulate_main},
 };
 

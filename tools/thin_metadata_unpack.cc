@@ -1,0 +1,135 @@
+// thin_metadata_unpack: turn a pack written by thin_metadata_pack (ours or
+// thin-provisioning-tools 1.x's) back into a metadata file or device. Parses
+// options, sizes the output, runs thin::pack::unpack_metadata, maps the
+// result to an exit code. A failure leaves the output's superblock zeroed.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include "commands.h"
+#include "thin/pack/pack.h"
+#include "tool_support.h"
+
+namespace tools {
+
+namespace {
+
+const char *unpack_usage =
+    "Usage: thin_metadata_unpack [options]\n"
+    "Options:\n"
+    "  {-h|--help}\n"
+    "  {-i|--input} <pack file>\n"
+    "  {-o|--output} <metadata device or file>\n"
+    "  {-f|--force}  overwrite an output that holds metadata\n"
+    "  {-V|--version}\n";
+
+bool holds_metadata(const std::string &path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  pdata::block_buffer b{};
+  const bool yes = ::pread(fd, b.raw(), pdata::block_size, 0) == static_cast<ssize_t>(pdata::block_size) &&
+                   thin::pack::is_metadata_superblock(b.raw());
+  ::close(fd);
+  return yes;
+}
+
+// A block device as it is (it must be big enough); a file created or
+// truncated and sized to the pack's metadata, so blocks not in the pack read
+// as zeroes.
+std::unique_ptr<pdata::block_io> open_output(const std::string &path, uint64_t nr_blocks) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) == 0 && S_ISBLK(st.st_mode)) {
+    auto io = open_metadata(path, {true, true});
+    if (io->nr_blocks() < nr_blocks)
+      throw usage_error(fmt::format("{}: too small: {} blocks; the pack holds metadata of {} blocks", path,
+                                    io->nr_blocks(), nr_blocks));
+    return io;
+  }
+  if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode))
+    throw usage_error(fmt::format("{}: not a regular file or block device", path));
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) throw usage_error(fmt::format("{}: cannot open: {}", path, std::strerror(errno)));
+  const uint64_t size = nr_blocks * pdata::block_size;
+  if (::ftruncate(fd, static_cast<off_t>(size)) != 0) {
+    const int e = errno;
+    ::close(fd);
+    throw usage_error(fmt::format("{}: cannot size it to {} bytes: {}", path, size, std::strerror(e)));
+  }
+  return std::make_unique<pdata::file_block_io>(fd, size, true);
+}
+
+}  // namespace
+
+int thin_metadata_unpack_main(std::vector<std::string> args) {
+  bool help = false, version = false, force = false;
+  std::string input, output;
+
+  CLI::App app{"thin_metadata_unpack"};
+  app.set_help_flag();
+  app.add_flag("-h,--help", help);
+  app.add_flag("-V,--version", version);
+  app.add_flag("-f,--force", force);
+  app.add_option("-i,--input", input);
+  app.add_option("-o,--output", output);
+
+  try {
+    std::vector<std::string> rev(args.rbegin(), args.rend() - 1);
+    app.parse(rev);
+  } catch (const CLI::ParseError &e) {
+    std::cerr << "thin_metadata_unpack: " << e.what() << "\n" << unpack_usage;
+    return exit_failure;
+  }
+  if (help) {
+    std::cout << unpack_usage;
+    return exit_ok;
+  }
+  if (version) {
+    std::cout << version_string() << "\n";
+    return exit_ok;
+  }
+  auto fail = [](const std::string &msg) {
+    std::cerr << "thin_metadata_unpack: " << msg << "\n";
+    return exit_failure;
+  };
+  if (input.empty()) return fail("no input file provided (-i FILE)");
+  if (output.empty()) return fail("no output file provided (-o DEVICE)");
+
+  try {
+    if (same_file(input, output)) throw usage_error(fmt::format("{}: input and output are the same file", output));
+    struct stat st;
+    if (::stat(input.c_str(), &st) != 0) throw usage_error(fmt::format("{}: {}", input, std::strerror(errno)));
+    if (!S_ISREG(st.st_mode)) throw usage_error(fmt::format("{}: not a regular file", input));
+    std::ifstream in(input, std::ios::binary);
+    if (!in) throw usage_error(fmt::format("{}: cannot open: {}", input, std::strerror(errno)));
+    uint64_t nr_blocks = 0;
+    try {
+      nr_blocks = thin::pack::read_pack_header(in);
+    } catch (const thin::pack::pack_error &e) {
+      throw usage_error(fmt::format("{}: {}", input, e.what()));
+    }
+    if (!force && holds_metadata(output))
+      throw usage_error(fmt::format("{}: holds thin-pool metadata; not overwritten (use -f to overwrite)", output));
+
+    auto io = open_output(output, nr_blocks);
+    try {
+      thin::pack::unpack_metadata(in, nr_blocks, *io);
+    } catch (const thin::pack::pack_error &e) {
+      throw usage_error(fmt::format("{}: {}", input, e.what()));
+    }
+    return exit_ok;
+  } catch (const usage_error &e) {
+    return fail(e.what());
+  } catch (const std::exception &e) {
+    return fail(fmt::format("{}: {}", output, e.what()));
+  }
+}
+
+}  // namespace tools
