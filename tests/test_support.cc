@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -146,6 +147,21 @@ temp_dir::temp_dir() {
 temp_dir::~temp_dir() {
   std::error_code ec;
   std::filesystem::remove_all(path_, ec);
+}
+
+std::optional<std::string> upstream_1x_pdata_tools() {
+  static const std::optional<std::string> found = []() -> std::optional<std::string> {
+    const std::string path = THINKIT_UPSTREAM_1X;
+    if (path.empty() || ::access(path.c_str(), X_OK) != 0) return std::nullopt;
+    FILE *f = ::popen(("'" + path + "' thin_check -V 2>/dev/null").c_str(), "r");
+    if (!f) return std::nullopt;
+    char buf[64] = {};
+    const bool ok = std::fgets(buf, sizeof(buf), f) && std::strncmp(buf, "1.", 2) == 0;
+    ::pclose(f);
+    if (!ok) return std::nullopt;
+    return path;
+  }();
+  return found;
 }
 
 }  // namespace test

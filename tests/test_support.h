@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -34,6 +35,13 @@ run_result run_tool(const std::string &tool, const std::vector<std::string> &arg
 
 // Path of a built tool link, e.g. tool_path("thin_check").
 std::string tool_path(const std::string &tool);
+
+// Upstream thin-provisioning-tools 1.x's multi-call binary (pdata_tools),
+// the oracle for 1.x behaviour: installed into the build tree from
+// ../shared/peers/tpt-1.3.3 when that exists beside the checkout (see
+// tests/CMakeLists.txt). nullopt when absent or not a 1.x version; tests
+// that need it skip then.
+std::optional<std::string> upstream_1x_pdata_tools();
 
 // A fresh temporary directory, removed when the object goes away.
 class temp_dir {

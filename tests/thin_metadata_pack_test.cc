@@ -2,7 +2,7 @@
 // thin-provisioning-tools 1.x. A pack unpacks to the metadata's blocks that
 // carry a metadata checksum, byte for byte, with every other block zero; packs
 // cross between us and upstream 1.3.3 (run as the oracle when installed:
-// $THINKIT_PDATA_TOOLS or /work/wt/tpt133/pdata_tools, version 1.x);
+// test::upstream_1x_pdata_tools(), version 1.x);
 // damaged packs fail with one line and exit 1.
 #include <unistd.h>
 
@@ -47,23 +47,7 @@ bytes expected_unpack(const bytes &image) {
   return out;
 }
 
-// Upstream 1.x's multi-call binary (Debian's 0.9.0 pdata_tools in /usr/sbin
-// has an older, incompatible pack format, so the version is checked).
-std::optional<std::string> pdata_tools() {
-  std::vector<std::string> candidates;
-  if (const char *env = std::getenv("THINKIT_PDATA_TOOLS")) candidates.push_back(env);
-  candidates.push_back("/work/wt/tpt133/pdata_tools");
-  for (auto &c : candidates) {
-    if (::access(c.c_str(), X_OK) != 0) continue;
-    FILE *f = ::popen(("'" + c + "' thin_metadata_pack -V 2>/dev/null").c_str(), "r");
-    if (!f) continue;
-    char buf[64] = {};
-    const bool ok = std::fgets(buf, sizeof(buf), f) && std::strncmp(buf, "1.", 2) == 0;
-    ::pclose(f);
-    if (ok) return c;
-  }
-  return std::nullopt;
-}
+std::optional<std::string> pdata_tools() { return test::upstream_1x_pdata_tools(); }
 
 int run_oracle(const std::string &tool, const std::vector<std::string> &args) {
   std::string cmd = *pdata_tools() + " " + tool;

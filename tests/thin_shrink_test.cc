@@ -117,18 +117,7 @@ TEST(thin_shrink, moves_the_data_above_the_new_size_and_every_device_reads_the_s
   EXPECT_NE(d.out.find("nr_data_blocks=\"40\""), std::string::npos) << d.out.substr(0, 200);
 }
 
-// Upstream 1.x's multi-call binary, when installed ($THINKIT_PDATA_TOOLS or
-// /work/wt/tpt133/pdata_tools; Debian's 0.9.0 pdata_tools has no thin_shrink).
-std::optional<std::string> upstream() {
-  std::vector<std::string> candidates;
-  if (const char *env = std::getenv("THINKIT_PDATA_TOOLS")) candidates.push_back(env);
-  candidates.push_back("/work/wt/tpt133/pdata_tools");
-  for (auto &c : candidates)
-    if (::access(c.c_str(), X_OK) == 0 &&
-        std::system(("'" + c + "' thin_shrink -V 2>/dev/null | grep -q '^1\\.'").c_str()) == 0)
-      return c;
-  return std::nullopt;
-}
+std::optional<std::string> upstream() { return test::upstream_1x_pdata_tools(); }
 
 TEST(thin_shrink, moves_the_same_blocks_to_the_same_places_as_upstream_1_3_3) {
   auto up = upstream();

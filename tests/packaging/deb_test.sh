@@ -33,8 +33,8 @@ for field in "Package: thinkit" "Provides: thin-provisioning-tools" "Conflicts: 
 done
 
 dpkg-deb -c "$deb" | awk '{print $6}' | sed 's|^\./|/|' > "$scratch/contents"
-tools=$(sed -n 's/^set(THINKIT_TOOLS \(.*\))$/\1/p' "$src/tools/CMakeLists.txt")
-[ -n "$tools" ] || fail "no THINKIT_TOOLS list in tools/CMakeLists.txt"
+tools=$(cat "$build/thinkit_tools.txt")
+[ -n "$tools" ] || fail "no tool list in $build/thinkit_tools.txt"
 need="/usr/sbin/thinkit /usr/share/initramfs-tools/hooks/thinkit /usr/lib/dracut/modules.d/90thinkit/module-setup.sh
 /usr/share/doc/thinkit/copyright /usr/share/doc/thinkit/changelog.gz"
 for t in $tools; do
