@@ -2,7 +2,7 @@
 // for the kernel fixtures and every damaged variant of every used block (zeroed,
 // bit flips, structural damage behind a valid checksum), a default check and
 // an exact-only check must announce the same stages, report the same records
-// (kind, fatal, block, device, keys, text, in order) and return the same
+// (catalogue id, kind, fatal, block, device, keys, text, in order) and return the same
 // result. The fast path either proves metadata clean or hands over.
 #include <gtest/gtest.h>
 
@@ -37,7 +37,7 @@ full_outcome run(pdata::block_io &io, bool exact) {
 }
 
 std::string describe(const thin::damage &d) {
-  return fmt::format("{} {} block={} dev={} keys={} {}", thin::to_string(d.kind),
+  return fmt::format("{} {} {} block={} dev={} keys={} {}", thin::to_string(d.id), thin::to_string(d.kind),
                      d.fatal ? "fatal" : d.hint ? "hint" : "non-fatal",
                      d.block ? std::to_string(*d.block) : "-", d.dev_id ? std::to_string(*d.dev_id) : "-",
                      d.keys ? pdata::to_string(*d.keys) : "-", d.what);
@@ -153,7 +153,10 @@ TEST(check_fast_path_hints, stale_hints_are_proved_by_the_fast_path_and_worded_a
       io.write(v.block, v.contents.data(), 1);
       auto exact = run(io, true);
       ASSERT_FALSE(exact.records.empty());
-      for (auto &d : exact.records) EXPECT_TRUE(d.hint && !d.fatal) << describe(d);
+      for (auto &d : exact.records) {
+        EXPECT_TRUE(d.hint && !d.fatal) << describe(d);
+        EXPECT_EQ(thin::info(d.id).sev, thin::severity::hint) << describe(d);
+      }
       EXPECT_TRUE(exact.result.clean() && exact.result.hints);
       thin::superblock sb = thin::read_superblock(io, 0);
       dmg::recording_reporter r;

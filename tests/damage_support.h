@@ -359,6 +359,11 @@ struct check_outcome {
       if (d.fatal && !d.what.empty()) return true;
     return false;
   }
+  bool has(thin::problem_id id) const {
+    for (auto &d : records)
+      if (d.id == id) return true;
+    return false;
+  }
   const thin::damage *first_fatal() const {
     for (auto &d : records)
       if (d.fatal) return &d;
@@ -369,8 +374,8 @@ struct check_outcome {
     if (records.empty()) return "no damage reported";
     std::string s;
     for (std::size_t i = 0; i < records.size() && i < max; i++)
-      s += fmt::format("{}[{}{}] {}", i ? "; " : "", records[i].fatal ? "" : "non-fatal ",
-                       thin::to_string(records[i].kind), records[i].what);
+      s += fmt::format("{}[{} {}] {}", i ? "; " : "", thin::to_string(records[i].id),
+                       thin::to_string(records[i].sev()), records[i].what);
     if (records.size() > max) s += fmt::format("; ... ({} records)", records.size());
     return s;
   }
@@ -460,21 +465,41 @@ struct variant {
   block_address block = 0;
   std::vector<unsigned char> contents;  // the whole damaged block
   expect want = expect::fatal;
+  // Catalogue problems the checker must report (one of them, when there are
+  // several), whenever it reports anything.
+  std::vector<thin::problem_id> ids = {};
 };
+
+inline std::string names(const std::vector<thin::problem_id> &ids) {
+  std::string s;
+  for (auto id : ids) s += std::string(s.empty() ? "" : " or ") + thin::to_string(id);
+  return s;
+}
 
 // Judges a checker verdict. Returns what is wrong with it, or nothing.
 // `meaning_now` is called only when the verdict depends on it.
 inline std::optional<std::string> judge(expect want, const check_outcome &o,
                                         const std::function<std::string()> &meaning_now,
-                                        const std::string &original_meaning) {
+                                        const std::string &original_meaning,
+                                        const std::vector<thin::problem_id> &ids = {}) {
+  if (!ids.empty() && !o.records.empty()) {
+    bool found = false;
+    for (auto id : ids) found |= o.has(id);
+    if (!found) return "expected " + names(ids) + ", got: " + o.describe();
+  }
   if (o.exception) return "an exception escaped the checker: " + *o.exception;
   for (auto &d : o.records)
     if (d.what.empty()) return fmt::format("a {} record has no text", thin::to_string(d.kind));
   if (o.result.fatal != o.fatal() || o.result.non_fatal != o.non_fatal() || o.result.hints != o.hints())
     return fmt::format("check_result (fatal {}, non_fatal {}, hints {}) disagrees with the records ({})",
                        o.result.fatal, o.result.non_fatal, o.result.hints, o.describe());
-  for (auto &d : o.records)
+  for (auto &d : o.records) {
     if (d.hint && d.fatal) return "a hint record is fatal: " + o.describe();
+    if (d.id == thin::problem_id::OTHER) return "a record names no catalogue problem: " + o.describe();
+    if (d.sev() != thin::info(d.id).sev)
+      return fmt::format("a {} record is {}, the catalogue says {}", thin::to_string(d.id), thin::to_string(d.sev()),
+                         thin::to_string(thin::info(d.id).sev));
+  }
   switch (want) {
     case expect::fatal:
       if (!o.fatal_with_text()) return "expected fatal damage, got: " + o.describe();
@@ -507,7 +532,7 @@ class damage_runner {
   std::optional<std::string> run(const variant &v, check_outcome *out = nullptr) {
     io_.write(v.block, v.contents.data(), 1);
     check_outcome o = run_check(io_);
-    auto verdict = judge(v.want, o, [&] { return meaning_of(io_); }, original_meaning_);
+    auto verdict = judge(v.want, o, [&] { return meaning_of(io_); }, original_meaning_, v.ids);
     io_.write(v.block, img_.block(v.block), 1);
     total_++;
     if (o.fatal()) fatal_++;
@@ -543,8 +568,26 @@ inline std::string block_label(const image &img, const layout &L, block_address 
   return fmt::format("{}: block {} ({})", img.name, b, it == L.roles.end() ? "unknown" : to_string(it->second));
 }
 
+// The problem a damaged block's own validation reports: `field` is what was
+// changed ("blocknr", "magic"; anything else fails the checksum first).
+inline thin::problem_id validation_problem(role r, const std::string &field) {
+  using thin::problem_id;
+  const bool blocknr = field == "blocknr" || field == "header blocknr";
+  switch (expected_type(r)) {
+    case block_type::superblock:
+      return blocknr ? problem_id::SB_WRONG_BLOCKNR
+                     : field == "magic" ? problem_id::SB_BAD_MAGIC : problem_id::SB_BAD_CHECKSUM;
+    case block_type::index_block: return blocknr ? problem_id::SM_INDEX_WRONG_BLOCKNR : problem_id::SM_INDEX_BAD_CHECKSUM;
+    case block_type::bitmap: return blocknr ? problem_id::SM_BITMAP_WRONG_BLOCKNR : problem_id::SM_BITMAP_BAD_CHECKSUM;
+    default: return blocknr ? problem_id::BTREE_NODE_WRONG_BLOCKNR : problem_id::BTREE_NODE_BAD_CHECKSUM;
+  }
+}
+
 inline variant zero_variant(const image &img, const layout &L, block_address b) {
-  return {block_label(img, L, b) + ": zeroed", b, std::vector<unsigned char>(bsize, 0), expect::fatal};
+  const role r = L.roles.at(b);
+  return {block_label(img, L, b) + ": zeroed", b, std::vector<unsigned char>(bsize, 0), expect::fatal,
+          {expected_type(r) == block_type::superblock ? thin::problem_id::SB_ALL_ZERO
+                                                      : validation_problem(r, "blocknr")}};
 }
 
 // Byte offsets worth flipping a bit in, by what the block is: the header, the
@@ -611,7 +654,7 @@ inline std::vector<variant> flip_variants(const image &img, const layout &L, blo
   std::vector<variant> out;
   for (auto &[off, what] : flip_offsets(img, L, b)) {
     variant v{fmt::format("{}: bit {} of byte {} ({}) flipped", block_label(img, L, b), off % 8, off, what), b,
-              img.copy_block(b), expect::fatal};
+              img.copy_block(b), expect::fatal, {validation_problem(L.roles.at(b), what)}};
     v.contents[off] = static_cast<unsigned char>(v.contents[off] ^ (1u << (off % 8)));
     out.push_back(std::move(v));
   }
@@ -637,8 +680,8 @@ class structural_builder {
  private:
   using edit_fn = std::function<void(std::vector<unsigned char> &)>;
 
-  void add(const std::string &what, expect want, const edit_fn &edit) {
-    variant v{label_ + ": " + what, b_, img_.copy_block(b_), want};
+  void add(const std::string &what, expect want, const edit_fn &edit, std::vector<thin::problem_id> ids = {}) {
+    variant v{label_ + ": " + what, b_, img_.copy_block(b_), want, std::move(ids)};
     edit(v.contents);
     pdata::stamp_checksum(v.contents.data(), salt_of(role_));
     out_.push_back(std::move(v));
@@ -662,21 +705,28 @@ class structural_builder {
     if (nr < max) add("nr_entries + 1", expect::fatal_or_same_meaning, [&](auto &c) { put32(c, 16, nr + 1); });
     if (nr > 0) add("nr_entries - 1", expect::fatal_or_same_meaning, [&](auto &c) { put32(c, 16, nr - 1); });
     if (nr > 1) add("nr_entries = 0", expect::fatal_or_same_meaning, [&](auto &c) { put32(c, 16, 0); });
-    add("nr_entries = max_entries + 1", expect::fatal, [&](auto &c) { put32(c, 16, max + 1); });
+    add("nr_entries = max_entries + 1", expect::fatal, [&](auto &c) { put32(c, 16, max + 1); },
+        {thin::problem_id::BTREE_NODE_TOO_MANY_ENTRIES});
     add("nr_entries = 0xffffffff", expect::fatal, [&](auto &c) { put32(c, 16, 0xffffffffu); });
     if (max >= nr + 3) add("max_entries - 3", expect::fatal_or_same_meaning, [&](auto &c) { put32(c, 20, max - 3); });
-    add("max_entries + 3 (no longer fits the block)", expect::fatal, [&](auto &c) { put32(c, 20, max + 3); });
+    add("max_entries + 3 (no longer fits the block)", expect::fatal, [&](auto &c) { put32(c, 20, max + 3); },
+        {thin::problem_id::BTREE_NODE_ENTRIES_DO_NOT_FIT});
     if (nr > 0) add("max_entries = nr_entries - 1", expect::fatal, [&](auto &c) { put32(c, 20, nr - 1); });
-    add("value_size + 8 (no longer fits the block)", expect::fatal, [&](auto &c) { put32(c, 24, vs + 8); });
+    add("value_size + 8 (no longer fits the block)", expect::fatal, [&](auto &c) { put32(c, 24, vs + 8); },
+        {thin::problem_id::BTREE_NODE_ENTRIES_DO_NOT_FIT});
     add("value_size - 4", expect::fatal_or_same_meaning, [&](auto &c) { put32(c, 24, vs - 4); });
     add("value_size = 0", expect::fatal_or_same_meaning, [&](auto &c) { put32(c, 24, 0); });
-    add("flags = 0", expect::fatal, [&](auto &c) { put32(c, 4, 0); });
-    add("flags = 3 (internal and leaf)", expect::fatal_or_same_meaning, [&](auto &c) { put32(c, 4, 3); });
-    add("flags = 4 (unknown)", expect::fatal, [&](auto &c) { put32(c, 4, 4); });
+    add("flags = 0", expect::fatal, [&](auto &c) { put32(c, 4, 0); },
+        {thin::problem_id::BTREE_NODE_NO_TYPE_FLAG});
+    add("flags = 3 (internal and leaf)", expect::fatal_or_same_meaning, [&](auto &c) { put32(c, 4, 3); },
+        {thin::problem_id::BTREE_NODE_BOTH_TYPE_FLAGS});
+    add("flags = 4 (unknown)", expect::fatal, [&](auto &c) { put32(c, 4, 4); },
+        {thin::problem_id::BTREE_NODE_NO_TYPE_FLAG});
     add(n.is_internal() ? "internal node turned into a leaf" : "leaf turned into an internal node",
         expect::fatal_or_same_meaning, [&](auto &c) { put32(c, 4, n.is_internal() ? 2u : 1u); });
-    add("blocknr + 1", expect::fatal, [&](auto &c) { put64(c, 8, b_ + 1); });
-    add("blocknr = 0", expect::fatal, [&](auto &c) { put64(c, 8, 0); });
+    add("blocknr + 1", expect::fatal, [&](auto &c) { put64(c, 8, b_ + 1); }, {validation_problem(role_, "blocknr")});
+    add("blocknr = 0", expect::fatal, [&](auto &c) { put64(c, 8, 0); },
+        {thin::problem_id::BTREE_NODE_WRONG_BLOCKNR});
     if (nr >= 2) {
       add("keys 0 and 1 swapped", expect::fatal, [&](auto &c) {
         uint64_t k0 = get64(c, key_off(0)), k1 = get64(c, key_off(1));
@@ -706,7 +756,8 @@ class structural_builder {
       add("child pointer beyond the end of the device", expect::fatal,
           [&](auto &c) { put64(c, val_off(last), L_.nr_blocks); });
       add("child pointer = 2^63", expect::fatal, [&](auto &c) { put64(c, val_off(0), 1ull << 63); });
-      add("child pointer to the node itself (cycle)", expect::fatal, [&](auto &c) { put64(c, val_off(last), b_); });
+      add("child pointer to the node itself (cycle)", expect::fatal, [&](auto &c) { put64(c, val_off(last), b_); },
+        {thin::problem_id::BTREE_CYCLE});
       add("child pointer to the superblock", expect::fatal, [&](auto &c) { put64(c, val_off(0), 0); });
       if (block_address o = other_block(role_))
         add(fmt::format("child pointer to block {} ({})", o, to_string(L_.roles.at(o))), expect::fatal,
@@ -766,13 +817,16 @@ class structural_builder {
       add("bitmap 0 location = the metadata space map's bitmap 0", expect::fatal,
           [&](auto &c) { put64(c, val_off(0), L_.metadata_bitmaps.at(0)); });
       add("bitmap 0 location = this index leaf", expect::fatal, [&](auto &c) { put64(c, val_off(0), b_); });
-      add("bitmap 0 nr_free = 0 (free space hidden)", expect::leak, [&](auto &c) { put32(c, val_off(0) + 8, 0); });
+      add("bitmap 0 nr_free = 0 (free space hidden)", expect::leak, [&](auto &c) { put32(c, val_off(0) + 8, 0); },
+        {thin::problem_id::SM_INDEX_NR_FREE_HINT});
       add("bitmap 0 nr_free + 1", expect::not_fatal,
           [&](auto &c) { put32(c, val_off(0) + 8, get32(c, val_off(0) + 8) + 1); });
     }
     if (role_ == role::overflow_leaf && nr > 0) {
-      add("count + 1 (leak)", expect::leak, [&](auto &c) { put32(c, val_off(0), get32(c, val_off(0)) + 1); });
-      add("count - 1", expect::fatal, [&](auto &c) { put32(c, val_off(0), get32(c, val_off(0)) - 1); });
+      add("count + 1 (leak)", expect::leak, [&](auto &c) { put32(c, val_off(0), get32(c, val_off(0)) + 1); },
+        {thin::problem_id::METADATA_REFCOUNT_LEAK, thin::problem_id::DATA_REFCOUNT_LEAK});
+      add("count - 1", expect::fatal, [&](auto &c) { put32(c, val_off(0), get32(c, val_off(0)) - 1); },
+        {thin::problem_id::METADATA_REFCOUNT_UNDER, thin::problem_id::DATA_REFCOUNT_UNDER});
       add("count = 0", expect::fatal, [&](auto &c) { put32(c, val_off(0), 0); });
     }
   }
@@ -786,15 +840,20 @@ class structural_builder {
     constexpr std::size_t mroot_off = offsetof(superblock_disk, data_mapping_root);
     constexpr std::size_t droot_off = offsetof(superblock_disk, device_details_root);
     constexpr std::size_t dbs = offsetof(superblock_disk, data_block_size);
-    add("magic + 1", expect::fatal, [&](auto &c) { put64(c, 32, thin::superblock_magic + 1); });
+    add("magic + 1", expect::fatal, [&](auto &c) { put64(c, 32, thin::superblock_magic + 1); },
+        {thin::problem_id::SB_BAD_MAGIC});
     add("blocknr = 1", expect::fatal, [&](auto &c) { put64(c, 8, 1); });
-    add("data_block_size = 129 (not a multiple of 128)", expect::fatal, [&](auto &c) { put32(c, dbs, 129); });
+    add("data_block_size = 129 (not a multiple of 128)", expect::fatal, [&](auto &c) { put32(c, dbs, 129); },
+        {thin::problem_id::SB_BAD_DATA_BLOCK_SIZE});
     add("data_block_size = 64", expect::fatal, [&](auto &c) { put32(c, dbs, 64); });
-    add("data_block_size = 0", expect::fatal, [&](auto &c) { put32(c, dbs, 0); });
+    add("data_block_size = 0", expect::fatal, [&](auto &c) { put32(c, dbs, 0); },
+        {thin::problem_id::SB_BAD_DATA_BLOCK_SIZE});
     add("data_block_size + 64", expect::fatal, [&](auto &c) { put32(c, dbs, L_.sb.data_block_size + 64); });
-    add("incompat_flags = 1", expect::fatal, [&](auto &c) { put32(c, offsetof(superblock_disk, incompat_flags), 1); });
+    add("incompat_flags = 1", expect::fatal, [&](auto &c) { put32(c, offsetof(superblock_disk, incompat_flags), 1); },
+        {thin::problem_id::SB_INCOMPAT_FLAGS});
     add("compat_ro_flags = 1", expect::fatal,
-        [&](auto &c) { put32(c, offsetof(superblock_disk, compat_ro_flags), 1); });
+        [&](auto &c) { put32(c, offsetof(superblock_disk, compat_ro_flags), 1); },
+        {thin::problem_id::SB_COMPAT_RO_FLAGS});
     add("mapping root = details root", expect::fatal, [&](auto &c) { put64(c, mroot_off, L_.sb.details_root); });
     add("mapping root beyond the end of the device", expect::fatal,
         [&](auto &c) { put64(c, mroot_off, L_.nr_blocks); });
@@ -810,7 +869,8 @@ class structural_builder {
     add("details root = the data space map's index root", expect::fatal,
         [&](auto &c) { put64(c, droot_off, droot.bitmap_root.get()); });
     add("metadata space map nr_blocks beyond the device", expect::fatal,
-        [&](auto &c) { put64(c, msm + 0, L_.nr_blocks + 1); });
+        [&](auto &c) { put64(c, msm + 0, L_.nr_blocks + 1); },
+        {thin::problem_id::SB_METADATA_SM_TOO_BIG});
     add("metadata space map nr_blocks = 2^40", expect::fatal, [&](auto &c) { put64(c, msm + 0, 1ull << 40); });
     add("metadata space map nr_blocks = 2^64 - 1", expect::fatal, [&](auto &c) { put64(c, msm + 0, ~0ull); });
     add("metadata space map nr_blocks = 1", expect::fatal, [&](auto &c) { put64(c, msm + 0, 1); });
@@ -824,7 +884,8 @@ class structural_builder {
     add("metadata space map ref count tree beyond the end", expect::fatal,
         [&](auto &c) { put64(c, msm + 24, L_.nr_blocks + 3); });
     add("data space map nr_blocks = 2^62", expect::fatal, [&](auto &c) { put64(c, dsm + 0, 1ull << 62); });
-    add("data space map nr_blocks = 2^64 - 1", expect::fatal, [&](auto &c) { put64(c, dsm + 0, ~0ull); });
+    add("data space map nr_blocks = 2^64 - 1", expect::fatal, [&](auto &c) { put64(c, dsm + 0, ~0ull); },
+        {thin::problem_id::SB_DATA_SM_TOO_BIG});
     add("data space map nr_blocks = 2^40", expect::fatal, [&](auto &c) { put64(c, dsm + 0, 1ull << 40); });
     add("data space map nr_blocks = 0", expect::fatal, [&](auto &c) { put64(c, dsm + 0, 0); });
     add("data space map index = the metadata index block", expect::fatal,
@@ -832,14 +893,20 @@ class structural_builder {
     add("data space map index beyond the end", expect::fatal, [&](auto &c) { put64(c, dsm + 16, L_.nr_blocks); });
     add("data space map ref count tree = the metadata space map's", expect::fatal,
         [&](auto &c) { put64(c, dsm + 24, mroot.ref_count_root.get()); });
-    add("metadata space map nr_allocated - 1", expect::fatal,
-        [&](auto &c) { put64(c, msm + 8, mroot.nr_allocated.get() - 1); });
+    // A root's nr_allocated below what the bitmaps hold is a leak the root's
+    // count did not follow (auto-repair rewrites it); above, a stale hint.
+    add("metadata space map nr_allocated - 1", expect::leak,
+        [&](auto &c) { put64(c, msm + 8, mroot.nr_allocated.get() - 1); },
+        {thin::problem_id::SM_NR_ALLOCATED_UNDERSTATED});
     add("metadata space map nr_allocated + 1", expect::reported,
-        [&](auto &c) { put64(c, msm + 8, mroot.nr_allocated.get() + 1); });
-    add("data space map nr_allocated - 1", expect::fatal,
-        [&](auto &c) { put64(c, dsm + 8, droot.nr_allocated.get() - 1); });
+        [&](auto &c) { put64(c, msm + 8, mroot.nr_allocated.get() + 1); },
+        {thin::problem_id::SM_NR_ALLOCATED_OVERSTATED});
+    add("data space map nr_allocated - 1", expect::leak,
+        [&](auto &c) { put64(c, dsm + 8, droot.nr_allocated.get() - 1); },
+        {thin::problem_id::SM_NR_ALLOCATED_UNDERSTATED});
     add("data space map nr_allocated + 1", expect::reported,
-        [&](auto &c) { put64(c, dsm + 8, droot.nr_allocated.get() + 1); });
+        [&](auto &c) { put64(c, dsm + 8, droot.nr_allocated.get() + 1); },
+        {thin::problem_id::SM_NR_ALLOCATED_OVERSTATED});
     if (!L_.sb.held_root) {
       add("held_root = the mapping root", expect::fatal,
           [&](auto &c) { put64(c, offsetof(superblock_disk, held_root), L_.sb.mapping_root); });
@@ -869,8 +936,9 @@ class structural_builder {
   void snapshot_superblock() {
     constexpr std::size_t mroot_off = offsetof(thin::superblock_disk, data_mapping_root);
     constexpr std::size_t droot_off = offsetof(thin::superblock_disk, device_details_root);
-    add("magic + 1", expect::fatal, [&](auto &c) { put64(c, 32, thin::superblock_magic + 1); });
-    add("blocknr = 0", expect::fatal, [&](auto &c) { put64(c, 8, 0); });
+    add("magic + 1", expect::fatal, [&](auto &c) { put64(c, 32, thin::superblock_magic + 1); },
+        {thin::problem_id::SB_BAD_MAGIC});
+    add("blocknr = 0", expect::fatal, [&](auto &c) { put64(c, 8, 0); }, {thin::problem_id::SB_WRONG_BLOCKNR});
     add("mapping root beyond the end", expect::fatal, [&](auto &c) { put64(c, mroot_off, L_.nr_blocks); });
     add("mapping root = details root", expect::fatal,
         [&](auto &c) { put64(c, mroot_off, get64(c, droot_off)); });
@@ -888,9 +956,10 @@ class structural_builder {
         free0++;
         if (first_free0 == pdata::entries_per_bitmap) first_free0 = e;
       }
-    add("blocknr + 1", expect::fatal, [&](auto &c) { put64(c, 8, b_ + 1); });
+    add("blocknr + 1", expect::fatal, [&](auto &c) { put64(c, 8, b_ + 1); }, {validation_problem(role_, "blocknr")});
     add("bitmap 0 location beyond the end of the device", expect::fatal,
-        [&](auto &c) { put64(c, e0, L_.nr_blocks); });
+        [&](auto &c) { put64(c, e0, L_.nr_blocks); },
+        {thin::problem_id::SM_BITMAP_BEYOND_END});
     add("bitmap 0 location = the superblock", expect::fatal, [&](auto &c) { put64(c, e0, 0); });
     add("bitmap 0 location = this index block", expect::fatal, [&](auto &c) { put64(c, e0, b_); });
     add("bitmap 0 location = the data space map's bitmap 0", expect::fatal,
@@ -904,10 +973,13 @@ class structural_builder {
       });
     if (free0 > 0) {
       add("bitmap 0 nr_free one below the free entries (free space hidden)", expect::leak,
-          [&](auto &c) { put32(c, e0 + 8, free0 - 1); });
-      add("bitmap 0 nr_free = 0 (free space hidden)", expect::leak, [&](auto &c) { put32(c, e0 + 8, 0); });
+          [&](auto &c) { put32(c, e0 + 8, free0 - 1); },
+        {thin::problem_id::SM_INDEX_NR_FREE_HINT});
+      add("bitmap 0 nr_free = 0 (free space hidden)", expect::leak, [&](auto &c) { put32(c, e0 + 8, 0); },
+        {thin::problem_id::SM_INDEX_NR_FREE_HINT});
       add("bitmap 0 none_free_before past the first free entry", expect::leak,
-          [&](auto &c) { put32(c, e0 + 12, first_free0 + 1); });
+          [&](auto &c) { put32(c, e0 + 12, first_free0 + 1); },
+        {thin::problem_id::SM_INDEX_NONE_FREE_BEFORE_HINT});
     }
     add("bitmap 0 nr_free + 1 (over-stated: harmless)", expect::not_fatal,
         [&](auto &c) { put32(c, e0 + 8, idx->index[0].nr_free.get() + 1); });
@@ -934,7 +1006,7 @@ class structural_builder {
       if (c == 0 && !free_one) free_one = blk;
       if (c) last_used = blk;
     }
-    add("blocknr + 1", expect::fatal, [&](auto &c) { put64(c, 8, b_ + 1); });
+    add("blocknr + 1", expect::fatal, [&](auto &c) { put64(c, 8, b_ + 1); }, {validation_problem(role_, "blocknr")});
     if (one) {
       block_address e = *one - first;
       add(fmt::format("count of block {} raised 1 -> 2 (leak)", *one), expect::leak,
@@ -961,7 +1033,8 @@ class structural_builder {
     }
     if (end < first + pdata::entries_per_bitmap)
       add("an entry past the space map's end set", expect::leak,
-          [&](auto &c) { set_entry(c, pdata::entries_per_bitmap - 1, 1); });
+          [&](auto &c) { set_entry(c, pdata::entries_per_bitmap - 1, 1); },
+        {thin::problem_id::SM_ENTRIES_BEYOND_END});
   }
 
   const image &img_;

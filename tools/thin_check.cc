@@ -12,6 +12,7 @@
 
 #include "commands.h"
 #include "thin/check/check.h"
+#include "thin/check/report_json.h"
 #include "thin/format/superblock.h"
 #include "tool_support.h"
 
@@ -31,12 +32,15 @@ const char *check_usage =
     "  {--clear-needs-check-flag}\n"
     "  {--ignore-non-fatal-errors}\n"
     "  {--skip-mappings}\n"
-    "  {--super-block-only}\n";
+    "  {--super-block-only}\n"
+    "  {--json}\n";
 
 class console_reporter : public thin::check_reporter {
  public:
   explicit console_reporter(bool quiet) : quiet_(quiet) {}
+  thin::json_report *json = nullptr;  // --json: also collects everything here
   void stage(const char *name) override {
+    if (json) json->stage(name);
     if (quiet_) return;
     std::fflush(stdout);
     std::fprintf(stderr, "%s\n", name);
@@ -49,6 +53,7 @@ class console_reporter : public thin::check_reporter {
     std::fflush(stdout);
   }
   void visit(const thin::damage &d) override {
+    if (json) json->visit(d);
     if (!first_fatal_ && d.fatal) first_fatal_ = d.what;
     // Stale space-map hints are not problems (0.9.0 and 1.x stay silent on
     // them too); --auto-repair rewrites them.
@@ -79,7 +84,7 @@ std::optional<std::string> repair_leaks(pdata::block_io &io, thin::check_reporte
 int thin_check_main(std::vector<std::string> args) {
   thin::check_options opts;
   bool quiet = false, clear_needs_check = false, ignore_non_fatal = false, help = false, version = false,
-       auto_repair = false;
+       auto_repair = false, json = false;
   std::string override_root;
   std::vector<std::string> inputs;
 
@@ -96,6 +101,7 @@ int thin_check_main(std::vector<std::string> args) {
   app.add_flag("--clear-needs-check-flag", clear_needs_check);
   app.add_flag("--auto-repair", auto_repair);
   app.add_option("--override-mapping-root", override_root);
+  app.add_flag("--json", json);
   app.add_option("input", inputs);
 
   try {
@@ -132,10 +138,21 @@ int thin_check_main(std::vector<std::string> args) {
     return fail("--auto-repair needs a full check (not with -m, --super-block-only, --skip-mappings or "
                 "--override-mapping-root)");
   const std::string &path = inputs[0];
+  // --json: the problems as one JSON document on stdout (instead of the text
+  // on both streams), printed however the check ends.
+  thin::json_report json_out;
+  struct print_at_exit {
+    bool on;
+    thin::json_report &r;
+    ~print_at_exit() {
+      if (on && r.started()) std::cout << r.document() << std::flush;
+    }
+  } json_at_exit{json, json_out};
   if (auto_repair) {
     try {
       auto io = open_metadata(path, {true, true});
-      console_reporter rep(quiet);
+      console_reporter rep(quiet || json);
+      if (json) rep.json = &json_out;
       thin::auto_repair_result ar;
       if (auto err = repair_leaks(*io, rep, path, "--auto-repair", ar)) return fail(*err);
       if (!quiet && (ar.metadata_leaks_fixed || ar.data_leaks_fixed))
@@ -151,7 +168,8 @@ int thin_check_main(std::vector<std::string> args) {
 
   try {
     auto io = open_metadata(path, {clear_needs_check, !opts.use_metadata_snap});
-    console_reporter rep(quiet);
+    console_reporter rep(quiet || json);
+    if (json) rep.json = &json_out;
     thin::check_result res = thin::check_metadata(*io, opts, rep);
     if (!res.superblock_ok) {
       if (looks_like_xml(*io))

@@ -32,14 +32,14 @@ class walker {
   void walk_root(block_address b) {
     const key_range r{};
     if (auto err = precheck(b, r, 0)) {
-      v_.damage({b, r, *err});
+      report(b, r, *err);
       return;
     }
     block_ref blk;
     try {
       blk = cache_.read(b);
     } catch (const io_error &e) {
-      v_.damage({b, r, e.what()});
+      report(b, r, btree_error(btree_fault::read_error, 0, 0, 0, e.what()));
       return;
     }
     visit(b, blk->raw(), r, 0);
@@ -48,26 +48,28 @@ class walker {
  private:
   // What makes a node unusable before it is read: beyond the device, too
   // deep, or its own ancestor.
-  std::optional<std::string> precheck(block_address b, const key_range &, unsigned depth) const {
-    if (b >= cache_.nr_blocks())
-      return fmt::format("btree node pointer to block {} is beyond the end of the metadata ({} blocks)", b,
-                         cache_.nr_blocks());
-    if (depth >= max_btree_depth) return fmt::format("btree deeper than {} levels (a cycle?)", max_btree_depth);
+  std::optional<btree_error> precheck(block_address b, const key_range &, unsigned depth) const {
+    if (b >= cache_.nr_blocks()) return btree_error{btree_fault::pointer_beyond_end, b, cache_.nr_blocks()};
+    if (depth >= max_btree_depth) return btree_error{btree_fault::too_deep, max_btree_depth};
     for (block_address p : path_)
-      if (p == b) return fmt::format("btree node {} is its own ancestor (cycle)", b);
+      if (p == b) return btree_error{btree_fault::cycle, b};
     return std::nullopt;
   }
 
+  void report(block_address b, const key_range &r, btree_error e) {
+    std::string what = to_string(e, to_string(r));
+    v_.damage({b, r, std::move(e), std::move(what)});
+  }
+
   void visit(block_address b, const unsigned char *raw, const key_range &r, unsigned depth) {
-    if (auto err = validate_btree_node(raw, b, vsize_)) {
-      v_.damage({b, r, *err});
+    if (auto err = check_btree_node(raw, b, vsize_)) {
+      report(b, r, *err);
       return;
     }
     btree_node_view n(raw);
     uint32_t nr = n.nr_entries();
     if (nr > 0 && (!r.contains(n.key(0)) || !r.contains(n.key(nr - 1)))) {
-      v_.damage({b, r, fmt::format("btree node keys [{}..{}] fall outside the range {} its parent gives",
-                                   n.key(0), n.key(nr - 1), to_string(r))});
+      report(b, r, btree_error(btree_fault::keys_outside_range, n.key(0), n.key(nr - 1)));
       return;
     }
     if (!v_.visit_node(b, n, r, depth)) return;
@@ -85,7 +87,7 @@ class walker {
   struct child {
     block_address b;
     key_range r;
-    std::optional<std::string> error;  // unusable before or while reading
+    std::optional<btree_error> error;  // unusable before or while reading
     const unsigned char *raw = nullptr;
     block_ref cached;
   };
@@ -116,7 +118,7 @@ class walker {
     for (uint32_t i = 0; i < nr; i++) {
       child &c = lv.children[i];
       if (c.error) {
-        v_.damage({c.b, c.r, *c.error});
+        report(c.b, c.r, *c.error);
         continue;
       }
       visit(c.b, c.raw, c.r, depth);
@@ -154,7 +156,8 @@ class walker {
             cache_.io().read(first + k, dst + k * block_size, 1);
           } catch (const io_error &e) {
             for (std::size_t m = i; m < j; m++)
-              if (want[m].first == first + k) lv.children[want[m].second].error = e.what();
+              if (want[m].first == first + k)
+                lv.children[want[m].second].error = btree_error{btree_fault::read_error, 0, 0, 0, e.what()};
           }
         }
       }

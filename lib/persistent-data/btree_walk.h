@@ -34,7 +34,8 @@ std::string to_string(const key_range &r);
 struct btree_damage {
   block_address block;  // the node that could not be used
   key_range keys;       // the keys that live (or should live) below it
-  std::string what;
+  btree_error error;    // what is wrong (typed)
+  std::string what;     // the same in plain words (to_string(error))
 };
 
 class btree_visitor {

@@ -8,10 +8,12 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "persistent-data/block_cache.h"
+#include "persistent-data/btree_walk.h"
 #include "persistent-data/ref_counts.h"
 #include "persistent-data/space_map_disk.h"
 
@@ -19,20 +21,49 @@ namespace pdata {
 
 enum class space_map_kind { data, metadata };
 
+// What can be wrong with a space map's own structure (typed, with the numbers
+// involved; the checker words each from its problem catalogue, to_string()
+// gives the same plain wording for the other tools).
+enum class sm_fault : uint8_t {
+  too_many_blocks,          // metadata: a: nr_blocks, b: the maximum
+  too_many_bitmaps,         // data: a: nr_blocks, b: bitmaps needed, c: metadata blocks
+  index_beyond_end,         // metadata index block `block` is past the device
+  index_read_error,         // io_text
+  index_wrong_blocknr,      // a: the block number it claims
+  index_bad_checksum,
+  index_tree_damage,        // data: `tree` (keys: bitmap numbers lost)
+  overflow_tree_damage,     // `tree` (keys: blocks whose counts are lost)
+  index_entry_missing,      // a: bitmap number
+  bitmap_beyond_end,        // a: bitmap number, b: its first block; `block` the pointer
+  bitmap_shared,            // the same, a block another bitmap already uses
+  bitmap_read_error,        // io_text
+  bitmap_wrong_blocknr,     // a: bitmap number, b: the block number it claims
+  bitmap_bad_checksum,      // a: bitmap number
+  count_without_overflow,   // a: the block whose bitmap entry is 3 with no tree entry
+  entries_beyond_end,       // non-fatal: a: bitmap number, b: entries set, c: nr_blocks
+  index_nr_free_understated,         // hint: a: bitmap, b: nr_free said, c: free entries
+  index_none_free_before_overstated, // hint: a: bitmap, b: none_free_before said, c: first free
+  overflow_beyond_end,      // non-fatal: a: the block
+  overflow_count_below_3,   // non-fatal: a: the count, b: the block
+};
+
 struct space_map_problem {
-  block_address block;  // the space-map block concerned (0 when none)
-  std::string what;
-  bool fatal;
+  space_map_kind sm = space_map_kind::metadata;
+  sm_fault fault = sm_fault::too_many_blocks;
+  block_address block = 0;  // the space-map block concerned (0 when none)
+  uint64_t a = 0, b = 0, c = 0;
+  std::optional<btree_damage> tree;  // index_tree_damage, overflow_tree_damage
+  std::string io_text;               // *_read_error
+  bool fatal = true;
   // A stale allocator hint that only hides free space (an index entry's
   // nr_free or none_free_before). The kernel tolerates it, thin_restore 0.9.0
   // leaves such hints behind, and neither 0.9.0 nor 1.x thin_check reports it.
   bool hint = false;
+  std::string what;  // plain words (to_string)
 };
 
-// The texts of the hint problems (shared with thin_check's fast path, which
-// must word them exactly as read_space_map does).
-std::string index_nr_free_hint(space_map_kind kind, uint64_t bitmap, uint32_t said, uint32_t has);
-std::string index_none_free_before_hint(space_map_kind kind, uint64_t bitmap, uint32_t said, uint32_t first_free);
+std::string to_string(const space_map_problem &p);
+const char *to_string(space_map_kind k);
 
 class space_map_problem_visitor {
  public:

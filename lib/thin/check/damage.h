@@ -1,5 +1,6 @@
-// The problem catalogue: every kind of metadata damage the checker reports,
-// as typed records (metadata damage is data, not exceptions).
+// Damage records: every problem the checker finds, as a typed record
+// (metadata damage is data, not exceptions). Each names its problem in the
+// catalogue (problems.h), which gives its severity and wording.
 #pragma once
 
 #include <cstdint>
@@ -7,6 +8,7 @@
 #include <string>
 
 #include "persistent-data/btree_walk.h"
+#include "thin/check/problems.h"
 
 namespace thin {
 
@@ -40,7 +42,15 @@ struct damage {
   // check_result (0.9.0 and 1.x do not report it, thin_restore 0.9.0 leaves
   // such hints, and the kernel tolerates them), and thin_check does not print it.
   bool hint = false;
+  problem_id id = problem_id::OTHER;  // the catalogue entry (fatal and hint follow from its severity)
+
+  severity sev() const { return fatal ? severity::fatal : hint ? severity::hint : severity::leak; }
 };
+
+// A record of catalogue problem `id`, worded from `args`.
+damage make_damage(problem_id id, damage_kind kind, const problem_args &args,
+                   std::optional<uint64_t> block = std::nullopt, std::optional<uint64_t> dev_id = std::nullopt,
+                   std::optional<pdata::key_range> keys = std::nullopt);
 
 class damage_visitor {
  public:

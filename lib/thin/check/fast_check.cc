@@ -20,6 +20,7 @@
 #include "persistent-data/count_down.h"
 #include "persistent-data/errors.h"
 #include "persistent-data/space_map_reader.h"
+#include "thin/check/typed_faults.h"
 #include "thin/format/thin_trees.h"
 
 namespace thin::detail {
@@ -449,12 +450,21 @@ void fast_checker::load_data_space_map(const disk_sm_root &root) {
     count_meta(bb);
     auto st = data_->load_bitmap(i, buf.raw() + sizeof(bitmap_header_disk));
     if (st.beyond_end) abandon();
-    auto hint = [&](std::string what) {
-      data_hints_.push_back({damage_kind::data_space_map, false, bb, std::nullopt, std::nullopt, std::move(what), true});
+    auto hint = [&](sm_fault f, uint64_t said, uint64_t found) {
+      space_map_problem p;
+      p.sm = space_map_kind::data;
+      p.fault = f;
+      p.block = bb;
+      p.a = i;
+      p.b = said;
+      p.c = found;
+      p.fatal = false;
+      p.hint = true;
+      data_hints_.push_back(space_map_record(p));
     };
-    if (ie.nr_free.get() < st.nr_free) hint(index_nr_free_hint(space_map_kind::data, i, ie.nr_free.get(), st.nr_free));
+    if (ie.nr_free.get() < st.nr_free) hint(sm_fault::index_nr_free_understated, ie.nr_free.get(), st.nr_free);
     if (st.first_free < ie.none_free_before.get())
-      hint(index_none_free_before_hint(space_map_kind::data, i, ie.none_free_before.get(), st.first_free));
+      hint(sm_fault::index_none_free_before_overstated, ie.none_free_before.get(), st.first_free);
     data_allocated_ += st.nr_allocated;
   }
   data_->finish_loading();
@@ -561,7 +571,7 @@ bool fast_checker::run() {
   {
     const uint64_t root = live_.data_sm_root().nr_allocated.get();
     if (data_allocated_ > root) abandon();
-    if (data_allocated_ < root) data_alloc_hint = nr_allocated_hint(false, root, data_allocated_);
+    if (data_allocated_ < root) data_alloc_hint = nr_allocated_record(space_map_kind::data, root, data_allocated_);
   }
 
   struct hints_only : space_map_problem_visitor {
@@ -569,9 +579,7 @@ bool fast_checker::run() {
     explicit hints_only(std::vector<damage> &o) : out(o) {}
     void problem(const space_map_problem &p) override {
       if (!p.hint) abandon();
-      damage d{damage_kind::metadata_space_map, false, std::nullopt, std::nullopt, std::nullopt, p.what, true};
-      if (p.block) d.block = p.block;
-      out.push_back(std::move(d));
+      out.push_back(space_map_record(p));
     }
   } probs(meta_hints_);
   auto meta_sm = read_space_map(cache_, live_.metadata_sm_root(), space_map_kind::metadata, probs);
@@ -581,7 +589,8 @@ bool fast_checker::run() {
     if (meta_sm.counts.get(b) != meta_count(b)) abandon();
   if (meta_sm.counts.nr_allocated() > meta_sm.nr_allocated_root) abandon();
   if (meta_sm.counts.nr_allocated() < meta_sm.nr_allocated_root)
-    alloc_hints_.push_back(nr_allocated_hint(true, meta_sm.nr_allocated_root, meta_sm.counts.nr_allocated()));
+    alloc_hints_.push_back(
+        nr_allocated_record(space_map_kind::metadata, meta_sm.nr_allocated_root, meta_sm.counts.nr_allocated()));
   if (data_alloc_hint) alloc_hints_.push_back(std::move(*data_alloc_hint));
   return true;
 }
@@ -594,21 +603,6 @@ std::vector<damage> fast_checker::hints() const {
 }
 
 }  // namespace
-
-damage nr_allocated_hint(bool metadata, uint64_t root_says, uint64_t bitmaps_hold) {
-  return {metadata ? damage_kind::metadata_space_map : damage_kind::data_space_map,
-          false,
-          std::nullopt,
-          std::nullopt,
-          std::nullopt,
-          nr_allocated_text(metadata, root_says, bitmaps_hold),
-          true};
-}
-
-std::string nr_allocated_text(bool metadata, uint64_t root_says, uint64_t bitmaps_hold) {
-  return fmt::format("{} space map root says {} blocks are allocated, but the bitmaps hold {}",
-                     metadata ? "metadata" : "data", root_says, bitmaps_hold);
-}
 
 bool fast_check(block_io &io, const superblock &live, const superblock &sb, check_reporter &r,
                 unsigned &stages_announced, std::vector<damage> &hints) {

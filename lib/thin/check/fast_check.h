@@ -41,12 +41,8 @@ namespace thin::detail {
 // clean (every stage was announced to `r`). Returns false when the exact
 // checker must decide; `stages_announced` says how many stages were announced.
 // On success `hints` receives the stale space-map hints found (damage::hint
-// records, worded and ordered exactly as the exact checker reports them).
+// records of the same catalogue problems, in the exact checker's order).
 bool fast_check(pdata::block_io &io, const superblock &live, const superblock &sb, check_reporter &r,
                 unsigned &stages_announced, std::vector<damage> &hints);
-
-// A space-map root whose nr_allocated exceeds what its bitmaps hold (a hint).
-std::string nr_allocated_text(bool metadata, uint64_t root_says, uint64_t bitmaps_hold);
-damage nr_allocated_hint(bool metadata, uint64_t root_says, uint64_t bitmaps_hold);
 
 }  // namespace thin::detail
