@@ -1,6 +1,7 @@
 // Reading a space map into memory (see space_map_reader.h).
 #include "persistent-data/space_map_reader.h"
 
+#include <algorithm>
 #include <cstring>
 #include <map>
 #include <unordered_set>
@@ -204,7 +205,14 @@ space_map_contents read_space_map(block_cache &cache, const disk_sm_root &root, 
     sm.own_blocks.push_back(bb);
     const unsigned char *data = blk->raw() + sizeof(bitmap_header_disk);
     uint32_t nr_free = 0, first_free = entries_per_bitmap, beyond_end = 0;
-    for (uint32_t e = 0; e < entries_per_bitmap; e++) {
+    // An all-free bitmap (most of a big, sparsely used pool) sets no count.
+    const bool all_free = std::all_of(data, data + (block_size - sizeof(bitmap_header_disk)),
+                                      [](unsigned char c) { return c == 0; });
+    if (all_free) {
+      nr_free = static_cast<uint32_t>(std::min<block_address>(entries_per_bitmap, sm.nr_blocks - first));
+      first_free = 0;
+    }
+    for (uint32_t e = 0; e < entries_per_bitmap && !all_free; e++) {
       uint32_t v = bitmap_get(data, e);
       block_address b = first + e;
       if (b >= sm.nr_blocks) {
