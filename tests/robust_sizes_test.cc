@@ -222,7 +222,7 @@ std::string big_pool_xml() {
   return xml;
 }
 
-TEST(big_pool, a_two_to_the_32_block_pool_with_a_few_mappings_restores_checks_clean_both_ways_and_dumps_identically) {
+TEST(big_pool, a_two_to_the_32_block_pool_with_a_few_mappings_restores_checks_clean_both_ways_dumps_identically_and_repairs_only_into_room_enough) {
   test::temp_dir d;
   const std::string xml = big_pool_xml();
   std::ofstream(d.file("in.xml")) << xml;
@@ -235,6 +235,17 @@ TEST(big_pool, a_two_to_the_32_block_pool_with_a_few_mappings_restores_checks_cl
   auto dump = test::run_tool("thin_dump", {d.file("o.meta")}, "", 300);
   ASSERT_EQ(dump.exit_code, 0) << dump.err;
   EXPECT_EQ(dump.out, xml);
+
+  // Repairing it into 8 MiB is refused before the output is touched, naming
+  // the output and the size its space maps need.
+  make_sparse(d.file("small.meta"), 8 << 20);
+  mark_first_block(d.file("small.meta"));
+  auto rep8 = test::run_tool("thin_repair", {"-i", d.file("o.meta"), "-o", d.file("small.meta")}, "", 300);
+  EXPECT_EQ(rep8.exit_code, 1);
+  const uint64_t need = thin::metadata_blocks_with_bitmaps(thin::metadata_blocks_besides_bitmaps(uint64_t(1) << 32));
+  EXPECT_NE(rep8.err.find(d.file("small.meta") + ": output too small"), std::string::npos) << rep8.err;
+  EXPECT_NE(rep8.err.find(fmt::format("need at least {} blocks", need)), std::string::npos) << rep8.err;
+  EXPECT_TRUE(first_block_marked(d.file("small.meta")));
 
   // The exact checker (2 bits a block, paged) agrees.
   int fd = ::open(d.file("o.meta").c_str(), O_RDONLY);
