@@ -102,6 +102,8 @@ int thin_repair_main(std::vector<std::string> args) {
     return exit_ok;
   } catch (const usage_error &e) {
     return fail(e.what());
+  } catch (const thin::metadata_too_small &e) {
+    return fail(fmt::format("{}: output too small: {}", output, e.what()));
   } catch (const std::exception &e) {
     return fail(fmt::format("{}: {}", input, e.what()));
   }

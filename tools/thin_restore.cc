@@ -183,6 +183,8 @@ int thin_restore_main(std::vector<std::string> args) {
     std::string msg = fmt::format("{}: {}", input == "-" ? "<stdin>" : input, e.what());
     try {
       std::rethrow_if_nested(e);
+    } catch (const thin::metadata_too_small &t) {
+      msg = too_small(output, output_blocks, t.blocks_needed());
     } catch (const pdata::out_of_metadata_space &) {
       msg = too_small(output, output_blocks, blocks_needed(input, po));
     } catch (const thin::metadata_error &) {

@@ -10,24 +10,22 @@ namespace pdata {
 
 namespace {
 constexpr uint64_t low_bits = 0x5555555555555555ull;
-constexpr uint32_t words_per_bitmap = entries_per_bitmap / 32;
-static_assert(words_per_bitmap * 32 == entries_per_bitmap);
-constexpr uint32_t words_per_group = 8;
 }  // namespace
 
+// The page table has a slot per bitmap: callers bound nr_blocks first (every
+// bitmap is a metadata block, so there are no more than the device's blocks).
 count_down::count_down(block_address nr_blocks)
     : nr_blocks_(nr_blocks),
-      words_(static_cast<std::size_t>((nr_blocks + entries_per_bitmap - 1) / entries_per_bitmap) * words_per_bitmap,
-             0) {}
+      pages_(static_cast<std::size_t>(nr_blocks / entries_per_bitmap + (nr_blocks % entries_per_bitmap != 0))) {}
 
 count_down::bitmap_stats count_down::load_bitmap(uint64_t i, const unsigned char *data) {
   bitmap_stats st;
   st.first_free = entries_per_bitmap;
   const block_address first = i * entries_per_bitmap;
-  uint64_t *out = words_.data() + i * words_per_bitmap;
+  uint64_t any = 0;
   for (uint32_t k = 0; k < words_per_bitmap; k++) {
     const uint64_t w = load_le64(data + 8 * std::size_t(k));
-    out[k] = w;
+    any |= w;
     const block_address base = first + 32ull * k;
     // Bit 2j of `valid` set for the entries below the end of the space map.
     uint64_t valid = low_bits;
@@ -39,6 +37,14 @@ count_down::bitmap_stats count_down::load_bitmap(uint64_t i, const unsigned char
       st.first_free = 32 * k + static_cast<uint32_t>(std::countr_zero(free)) / 2;
     st.nr_allocated += static_cast<uint64_t>(std::popcount(nonzero & valid));
     st.beyond_end += static_cast<uint32_t>(std::popcount(nonzero & ~valid));
+  }
+  // An all-free bitmap needs no memory: a missing page takes no references.
+  if (any) {
+    auto p = std::make_unique<page>();
+    for (uint32_t k = 0; k < words_per_bitmap; k++) p->words[k] = load_le64(data + 8 * std::size_t(k));
+    pages_[i] = std::move(p);
+  } else {
+    pages_[i].reset();
   }
   return st;
 }
@@ -53,24 +59,38 @@ static const bool have_popcnt = __builtin_cpu_supports("popcnt");
 unsigned count_down::popcount(uint64_t x) { return have_popcnt ? popcount_hw(x) : popcount_sw(x); }
 
 void count_down::finish_loading() {
-  rank_.assign(words_.size() / words_per_group + 1, 0);
-  sub_rank_.assign(words_.size(), 0);
   uint64_t n = 0;
-  for (std::size_t k = 0; k < words_.size(); k++) {
-    if (k % words_per_group == 0) rank_[k / words_per_group] = n;
-    sub_rank_[k] = static_cast<uint8_t>(n - rank_[k / words_per_group]);
-    n += popcount(three_bits(words_[k]));
+  for (auto &p : pages_) {
+    if (!p) continue;
+    p->base = n;
+    uint64_t in_page = 0;
+    for (uint32_t k = 0; k < words_per_bitmap; k++) in_page += popcount(three_bits(p->words[k]));
+    if (in_page) {
+      p->rank.reset(new uint16_t[words_per_bitmap]);
+      uint32_t r = 0;  // at most 16320: fits
+      for (uint32_t k = 0; k < words_per_bitmap; k++) {
+        p->rank[k] = static_cast<uint16_t>(r);
+        r += popcount(three_bits(p->words[k]));
+      }
+    } else {
+      p->rank.reset();
+    }
+    n += in_page;
   }
   nr_threes_ = n;
   found_.assign(n, 0);
   last_three_ = ~0ull - 1;
+  cur_first_ = 0;
+  cur_ = pages_.empty() ? nullptr : pages_[0].get();
 }
 
 uint64_t count_down::rank_of_three(block_address b) const {
-  const std::size_t k = b >> 5;
-  uint64_t r = rank_[k / words_per_group] + sub_rank_[k];
-  const unsigned sh = static_cast<unsigned>((b & 31) * 2);
-  if (sh) r += popcount(three_bits(words_[k]) & ((1ull << sh) - 1));
+  const page &p = *pages_[b / entries_per_bitmap];  // b's entry is 3: its page has ranks
+  const uint32_t e = static_cast<uint32_t>(b % entries_per_bitmap);
+  const uint32_t k = e >> 5;
+  uint64_t r = p.base + p.rank[k];
+  const unsigned sh = (e & 31) * 2;
+  if (sh) r += popcount(three_bits(p.words[k]) & ((1ull << sh) - 1));
   return r;
 }
 
@@ -95,9 +115,12 @@ uint64_t count_down::found(block_address b) const {
 }
 
 bool count_down::small_counts_used_up() const {
-  for (uint64_t w : words_) {
-    const uint64_t hi = w & low_bits, lo = (w >> 1) & low_bits;
-    if (hi ^ lo) return false;
+  for (auto &p : pages_) {
+    if (!p) continue;
+    for (uint64_t w : p->words) {
+      const uint64_t hi = w & low_bits, lo = (w >> 1) & low_bits;
+      if (hi ^ lo) return false;
+    }
   }
   return true;
 }

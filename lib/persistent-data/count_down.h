@@ -6,17 +6,23 @@
 // references ends with every 1 and 2 used up. Entries of 3 ("look in the
 // overflow tree") are not changed: the references to those blocks are counted
 // in a byte each, found through a rank index over the 3s (one 64-bit prefix
-// per 256 entries and a byte per 32), and compared with the overflow tree afterwards.
+// per page and 16 bits per 32 entries, in pages that hold a 3), and compared
+// with the overflow tree afterwards.
 //
-// Memory: 2 bits a block + 0.5 bits a block (rank index) + 1 byte per block
-// with an entry of 3 (counts of 255 and more spill into a small map).
+// Memory follows the blocks in use, not the space map's size: a bitmap is
+// kept (one page, 4 KiB) only if it has a non-zero entry; an all-free bitmap
+// costs its page-table slot (8 bytes). Per page: 2 bits a block, plus 0.5
+// bits a block of rank index if it holds a 3; 1 byte per block with an entry
+// of 3 (counts of 255 and more spill into a small map).
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <unordered_map>
 #include <vector>
 
 #include "persistent-data/block.h"
+#include "persistent-data/space_map_disk.h"
 
 namespace pdata {
 
@@ -42,8 +48,19 @@ class count_down {
   // One reference to block b (b < size()). False when the bitmap has no count
   // left for it (more references than the space map holds).
   bool take(block_address b) {
-    uint64_t &w = words_[b >> 5];
-    const unsigned sh = static_cast<unsigned>((b & 31) * 2);
+    // References come in runs: the page of the last one usually serves.
+    block_address e64 = b - cur_first_;
+    if (e64 >= entries_per_bitmap) {
+      const uint64_t i = b / entries_per_bitmap;
+      cur_first_ = i * entries_per_bitmap;
+      cur_ = pages_[i].get();
+      e64 = b - cur_first_;
+    }
+    page *p = cur_;
+    if (!p) return false;  // an all-free bitmap
+    const uint32_t e = static_cast<uint32_t>(e64);
+    uint64_t &w = p->words[e >> 5];
+    const unsigned sh = (e & 31) * 2;
     const uint64_t v = (w >> sh) & 3u;  // bit 0: the HIGH bit, bit 1: the LOW bit
     if (v == 3) {
       // Mappings come in runs of consecutive data blocks: the next block of
@@ -66,7 +83,11 @@ class count_down {
   bool small_counts_used_up() const;
 
   // Blocks whose entry is 3, and the references found to one of them.
-  bool is_three(block_address b) const { return ((words_[b >> 5] >> ((b & 31) * 2)) & 3u) == 3; }
+  bool is_three(block_address b) const {
+    const page *p = pages_[b / entries_per_bitmap].get();
+    const uint32_t e = static_cast<uint32_t>(b % entries_per_bitmap);
+    return p && ((p->words[e >> 5] >> ((e & 31) * 2)) & 3u) == 3;
+  }
   uint64_t nr_threes() const { return nr_threes_; }
   uint64_t found(block_address b) const;
 
@@ -76,10 +97,19 @@ class count_down {
   void found_three(block_address b);
   static unsigned popcount(uint64_t x);
 
+  static constexpr uint32_t words_per_bitmap = entries_per_bitmap / 32;
+  static_assert(words_per_bitmap * 32 == entries_per_bitmap);
+  // One bitmap's entries as loaded (a 64-bit word per 32 entries).
+  struct page {
+    uint64_t words[words_per_bitmap];
+    uint64_t base = 0;                // 3s in the pages before this one
+    std::unique_ptr<uint16_t[]> rank;  // 3s in this page before each word (pages with a 3 only)
+  };
+
   block_address nr_blocks_;
-  std::vector<uint64_t> words_;
-  std::vector<uint64_t> rank_;      // 3s before each group of 8 words
-  std::vector<uint8_t> sub_rank_;   // 3s before each word within its group (at most 7 * 32)
+  std::vector<std::unique_ptr<page>> pages_;  // per bitmap; null: all free
+  block_address cur_first_ = 0;  // the page take() used last: its first block, the page
+  page *cur_ = nullptr;           // (set by finish_loading)
   block_address last_three_ = ~0ull - 1;  // the last block of 3 found (none: b + 1 matches no block), its rank:
   uint64_t last_rank_ = 0;            // runs of blocks cost no rank lookups
   std::vector<uint8_t> found_;      // by rank; 255 = see spill_

@@ -2,6 +2,8 @@
 #include "persistent-data/ref_counts.h"
 
 #include <algorithm>
+#include <bit>
+#include <cstring>
 
 #include <fmt/format.h>
 
@@ -9,13 +11,7 @@
 
 namespace pdata {
 
-ref_counts::ref_counts(block_address nr_blocks) : nr_blocks_(nr_blocks), bits_((nr_blocks + 3) / 4, 0) {}
-
-void ref_counts::set_small(block_address b, uint32_t v) {
-  uint8_t &byte = bits_[b >> 2];
-  unsigned sh = static_cast<unsigned>((b & 3) * 2);
-  byte = static_cast<uint8_t>((byte & ~(3u << sh)) | (v << sh));
-}
+ref_counts::ref_counts(block_address nr_blocks) : nr_blocks_(nr_blocks), bits_(nr_blocks) {}
 
 uint32_t ref_counts::get(block_address b) const {
   if (b >= nr_blocks_) return 0;
@@ -54,9 +50,18 @@ std::vector<std::pair<block_address, uint32_t>> ref_counts::overflow_entries() c
 }
 
 block_address ref_counts::nr_allocated() const {
+  // A byte holds four 2-bit counts; count the non-zero ones a word at a time.
+  // Bytes past nr_blocks are always zero (set() refuses blocks beyond it).
   block_address n = 0;
-  for (block_address b = 0; b < nr_blocks_; b++)
-    if (small(b)) n++;
+  for (uint64_t p = 0; p < bits_.nr_pages(); p++) {
+    const uint8_t *pg = bits_.page(p);
+    if (!pg) continue;
+    for (std::size_t i = 0; i < count_pages<2>::page_bytes; i += 8) {
+      uint64_t w;
+      std::memcpy(&w, pg + i, 8);
+      n += static_cast<block_address>(std::popcount((w | (w >> 1)) & 0x5555555555555555ull));
+    }
+  }
   return n;
 }
 

@@ -14,17 +14,21 @@ uint64_t bitmaps_for(block_address nr_blocks) { return (nr_blocks + entries_per_
 }  // namespace
 
 space_map::space_map(block_address nr_blocks)
-    : nr_blocks_(nr_blocks), nibbles_((nr_blocks + 1) / 2, 0), dirty_(bitmaps_for(nr_blocks), 0) {
+    : nr_blocks_(nr_blocks), nibbles_(nr_blocks), dirty_(bitmaps_for(nr_blocks), 0) {
   mark_all_dirty();
 }
 
 space_map::space_map(const ref_counts &counts)
-    : nr_blocks_(counts.size()), nibbles_((counts.size() + 1) / 2, 0), dirty_(bitmaps_for(counts.size()), 0) {
-  for (block_address b = 0; b < nr_blocks_; b++)
-    if (uint32_t v = counts.value2(b)) {
-      set_nibble(b, v);
-      nr_allocated_++;
-    }
+    : nr_blocks_(counts.size()), nibbles_(counts.size()), dirty_(bitmaps_for(counts.size()), 0) {
+  for (uint64_t p = 0; p < counts.nr_pages(); p++) {
+    if (!counts.page_present(p)) continue;
+    const block_address last = std::min<block_address>((p + 1) * ref_counts::page_blocks, nr_blocks_);
+    for (block_address b = p * ref_counts::page_blocks; b < last; b++)
+      if (uint32_t v = counts.value2(b)) {
+        set_nibble(b, v);
+        nr_allocated_++;
+      }
+  }
   for (auto &[b, c] : counts.overflow_entries()) {
     if (c < overflow_nibble) {
       set_nibble(b, c);
@@ -39,7 +43,7 @@ void space_map::extend(block_address new_nr) {
   if (new_nr < nr_blocks()) throw std::invalid_argument("space maps cannot shrink");
   const block_address old = nr_blocks_;
   nr_blocks_ = new_nr;
-  nibbles_.resize((new_nr + 1) / 2, 0);
+  nibbles_.grow(new_nr);
   dirty_.resize(bitmaps_for(new_nr), 0);
   for (uint64_t i = old / entries_per_bitmap; i * entries_per_bitmap < new_nr; i++)
     if (!dirty_[i]) {

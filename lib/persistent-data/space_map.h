@@ -5,7 +5,10 @@
 // Counts are kept in 4 bits a block (0..14; 15 means "look in the overflow
 // map", which holds the rare counts of 15 and more), so counting the data
 // blocks of a restore is a nibble update, not a hash-map insert, and memory is
-// half a byte per block however many blocks are shared. Allocation follows the
+// half a byte per block however many blocks are shared. The nibbles live in
+// pages of one bitmap's blocks (space_map_pages.h), allocated when a non-zero
+// count lands in one: a space map of 2^32 blocks with few in use costs a few
+// MiB, not 2 GiB. Allocation follows the
 // kernel: search from a cursor, wrap once, and never hand out a block that was
 // in use in the last committed state, even if it was freed since, so the
 // committed metadata stays intact until the next superblock is written.
@@ -22,6 +25,7 @@
 #include "persistent-data/block.h"
 #include "persistent-data/ref_counts.h"
 #include "persistent-data/space_map_disk.h"
+#include "persistent-data/space_map_pages.h"
 
 namespace pdata {
 
@@ -54,20 +58,25 @@ class space_map {
   // The same, one at a time (no list: there may be millions).
   template <typename F>
   void for_each_overflow(F &&fn) const {
-    // Eight nibbles at a time: skip words where no nibble is 3 or more (bits
-    // 3 or 2 set, or bits 1 and 0 both set).
-    const std::size_t bytes = nibbles_.size();
-    for (std::size_t i = 0; i < bytes; i += 8) {
-      if (i + 8 <= bytes) {
+    // Pages present only; in them eight nibbles at a time: skip words where
+    // no nibble is 3 or more (bits 3 or 2 set, or bits 1 and 0 both set).
+    for (uint64_t p = 0; p < nibbles_.nr_pages(); p++) {
+      const uint8_t *pg = nibbles_.page(p);
+      if (!pg) continue;
+      const block_address base = p * nibble_pages::page_blocks;
+      for (std::size_t i = 0; i < nibble_pages::page_bytes; i += 8) {
         uint64_t w = 0;
-        for (std::size_t k = 0; k < 8; k++) w |= uint64_t(nibbles_[i + k]) << (8 * k);
+        for (std::size_t k = 0; k < 8; k++) w |= uint64_t(pg[i + k]) << (8 * k);
         if (!(w & 0xCCCCCCCCCCCCCCCCull) && !(w & (w >> 1) & 0x1111111111111111ull)) continue;
+        const block_address last = std::min<block_address>(base + 2 * (i + 8), nr_blocks_);
+        for (block_address b = base + 2 * i; b < last; b++)
+          if (nibble(b) >= 3) fn(b, get(b));
       }
-      const block_address last = std::min<block_address>(2 * (i + 8), nr_blocks_);
-      for (block_address b = 2 * i; b < last; b++)
-        if (nibble(b) >= 3) fn(b, get(b));
     }
   }
+  // Bitmap i's nibbles (entry e: byte e / 2, bits 4 * (e % 2)), or nullptr
+  // when every count in it is zero.
+  const uint8_t *bitmap_nibbles(uint64_t i) const { return nibbles_.page(i); }
 
   // Allocates a free block (count becomes 1), or nothing when none is free.
   std::optional<block_address> allocate();
@@ -89,12 +98,9 @@ class space_map {
 
  private:
   static constexpr uint32_t overflow_nibble = 15;
-  uint32_t nibble(block_address b) const { return (nibbles_[b >> 1] >> ((b & 1) * 4)) & 15u; }
-  void set_nibble(block_address b, uint32_t v) {
-    uint8_t &byte = nibbles_[b >> 1];
-    const unsigned sh = static_cast<unsigned>((b & 1) * 4);
-    byte = static_cast<uint8_t>((byte & ~(15u << sh)) | (v << sh));
-  }
+  using nibble_pages = count_pages<4>;
+  uint32_t nibble(block_address b) const { return nibbles_.get(b); }
+  void set_nibble(block_address b, uint32_t v) { nibbles_.set(b, v); }
   void store(block_address b, uint32_t old_count, uint32_t count);
   void changed(block_address b, uint32_t old_count, uint32_t new_count) {
     uint64_t i = b / entries_per_bitmap;
@@ -109,7 +115,7 @@ class space_map {
   void freed(block_address b);
 
   block_address nr_blocks_ = 0;
-  std::vector<uint8_t> nibbles_;                          // 4 bits a block
+  nibble_pages nibbles_;                                  // 4 bits a block
   std::unordered_map<block_address, uint32_t> overflow_;  // counts >= 15
   block_address nr_allocated_ = 0;
   block_address cursor_ = 0;

@@ -4,6 +4,7 @@
 // and the overflow entries against the bitmaps.
 #include "persistent-data/space_map_reader.h"
 
+#include <algorithm>
 #include <cstring>
 #include <functional>
 #include <map>
@@ -257,7 +258,14 @@ class reader {
   void read_entries(uint64_t i, block_address bb, const unsigned char *data, const index_entry_disk &ie) {
     const block_address first = i * entries_per_bitmap;
     uint32_t nr_free = 0, first_free = entries_per_bitmap, beyond_end = 0;
-    for (uint32_t e = 0; e < entries_per_bitmap; e++) {
+    // An all-free bitmap (most of a big, sparsely used pool) sets no count.
+    const bool all_free = std::all_of(data, data + (block_size - sizeof(bitmap_header_disk)),
+                                      [](unsigned char c) { return c == 0; });
+    if (all_free) {
+      nr_free = static_cast<uint32_t>(std::min<block_address>(entries_per_bitmap, sm_.nr_blocks - first));
+      first_free = 0;
+    }
+    for (uint32_t e = 0; e < entries_per_bitmap && !all_free; e++) {
       const uint32_t v = bitmap_get(data, e);
       const block_address b = first + e;
       if (b >= sm_.nr_blocks) {

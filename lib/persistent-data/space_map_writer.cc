@@ -18,21 +18,35 @@ namespace {
 
 uint64_t nr_bitmaps(block_address nr_blocks) { return (nr_blocks + entries_per_bitmap - 1) / entries_per_bitmap; }
 
-// Encodes bitmap i's entries and computes its index entry.
+// Encodes bitmap i's entries and computes its index entry. A bitmap with no
+// count in memory (no page) is all free: written from zeroes.
 index_entry_disk fill_bitmap(const space_map &sm, uint64_t i, unsigned char *block, block_address location) {
   std::memset(block + sizeof(bitmap_header_disk), 0, block_size - sizeof(bitmap_header_disk));
   unsigned char *data = block + sizeof(bitmap_header_disk);
   const block_address first = i * entries_per_bitmap;
-  const block_address count = std::min<block_address>(entries_per_bitmap, sm.nr_blocks() - first);
-  uint32_t nr_free = 0, first_free = static_cast<uint32_t>(count);
-  for (uint32_t e = 0; e < count; e++) {
-    uint32_t v = sm.value2(first + e);
-    if (v)
-      bitmap_set(data, e, v);
-    else {
-      nr_free++;
-      if (first_free == count) first_free = e;
+  const uint32_t count = static_cast<uint32_t>(std::min<block_address>(entries_per_bitmap, sm.nr_blocks() - first));
+  uint32_t nr_free = 0, first_free = count;
+  if (const uint8_t *nib = sm.bitmap_nibbles(i)) {
+    // Four entries a byte out, two nibbles a byte in; a nibble of 3 or more
+    // is the on-disk 3. On-disk entry e: bit 2e is the HIGH bit.
+    for (uint32_t e = 0; e < count; e += 4) {
+      unsigned out = 0;
+      const uint32_t n = std::min<uint32_t>(4, count - e);
+      for (uint32_t k = 0; k < n; k++) {
+        const uint32_t nb = (nib[(e + k) / 2] >> (((e + k) & 1) * 4)) & 15u;
+        const uint32_t v = nb < 3 ? nb : 3;
+        if (v) {
+          out |= (((v >> 1) & 1u) << (2 * k)) | ((v & 1u) << (2 * k + 1));
+        } else {
+          nr_free++;
+          if (first_free == count) first_free = e + k;
+        }
+      }
+      data[e / 4] = static_cast<unsigned char>(out);
     }
+  } else {
+    nr_free = count;
+    first_free = 0;
   }
   index_entry_disk ie;
   ie.blocknr.set(location);
@@ -154,7 +168,13 @@ space_map_layout read_space_map_layout(block_cache &cache, const disk_sm_root &r
   space_map_layout l;
   l.index_root = root.bitmap_root.get();
   l.overflow_root = root.ref_count_root.get();
-  const uint64_t n = nr_bitmaps(root.nr_blocks.get());
+  const uint64_t n = root.nr_blocks.get() / entries_per_bitmap + (root.nr_blocks.get() % entries_per_bitmap != 0);
+  // Every bitmap is a metadata block: a root claiming more is damaged, and
+  // its size must not reach the allocation below.
+  if (n > cache.nr_blocks() || (metadata && n > max_metadata_bitmaps))
+    throw bad_block_error(fmt::format("{} space map claims {} blocks, needing {} bitmaps, more than the metadata "
+                                      "device's {} blocks hold",
+                                      metadata ? "metadata" : "data", root.nr_blocks.get(), n, cache.nr_blocks()));
   l.bitmaps.assign(n, 0);
   if (metadata) {
     block_ref b = cache.read(l.index_root);

@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "persistent-data/btree.h"
+#include "persistent-data/btree_disk.h"
 #include "persistent-data/checksum.h"
 #include "persistent-data/endian.h"
 #include "persistent-data/space_map_reader.h"
@@ -52,8 +53,67 @@ std::unique_ptr<metadata_writer> metadata_writer::open(block_io &io) {
   return w;
 }
 
+namespace {
+uint64_t div_up(uint64_t n, uint64_t d) { return n / d + (n % d != 0); }
+
+// Nodes of a tree btree_builder makes from n entries of value_size.
+uint64_t tree_blocks(uint64_t n, uint32_t value_size) {
+  uint64_t nodes = n ? div_up(n, btree_max_entries(value_size)) : 1, total = nodes;
+  while (nodes > 1) {
+    nodes = div_up(nodes, btree_max_entries(8));
+    total += nodes;
+  }
+  return total;
+}
+}  // namespace
+
+uint64_t metadata_blocks_besides_bitmaps(uint64_t nr_data_blocks) {
+  const uint64_t data_bitmaps = div_up(nr_data_blocks, entries_per_bitmap);
+  return 1                                                   // superblock
+         + data_bitmaps + tree_blocks(data_bitmaps, sizeof(index_entry_disk)) + 1  // data SM + overflow
+         + 1 + 1                                             // metadata SM index block, overflow
+         + 1 + 1;                                            // details, mapping trees
+}
+
+uint64_t metadata_blocks_with_bitmaps(uint64_t other) {
+  // n = other + ceil(n / 16320): the least fixpoint, from below.
+  uint64_t n = other + div_up(other, entries_per_bitmap);
+  while (other + div_up(n, entries_per_bitmap) > n) n++;
+  return n;
+}
+
+std::optional<std::string> nr_data_blocks_problem(uint64_t nr_data_blocks) {
+  if (nr_data_blocks > max_nr_data_blocks)
+    return fmt::format("nr_data_blocks {} is above the format's limit of {} (2^40: a mapping holds a 40-bit data "
+                       "block number)",
+                       nr_data_blocks, max_nr_data_blocks);
+  const uint64_t need = metadata_blocks_with_bitmaps(metadata_blocks_besides_bitmaps(nr_data_blocks));
+  if (need > max_metadata_blocks)
+    return fmt::format("nr_data_blocks {} needs {} metadata blocks for its space map alone, more than the largest "
+                       "metadata device holds ({} blocks, {} MiB)",
+                       nr_data_blocks, need, max_metadata_blocks, max_metadata_blocks * block_size >> 20);
+  return std::nullopt;
+}
+
+void check_metadata_fits(uint64_t nr_data_blocks, uint64_t device_blocks) {
+  if (auto why = nr_data_blocks_problem(nr_data_blocks)) throw size_limit_error(*why);
+  const uint64_t need = metadata_blocks_with_bitmaps(metadata_blocks_besides_bitmaps(nr_data_blocks));
+  const uint64_t have = std::min<uint64_t>(device_blocks, max_metadata_blocks);
+  if (need > have)
+    throw metadata_too_small(fmt::format("the metadata device's {} blocks cannot hold the space maps of {} data "
+                                         "blocks: they need at least {} blocks ({} KiB)",
+                                         have, nr_data_blocks, need, need * block_size / 1024),
+                             need);
+}
+
 std::unique_ptr<metadata_writer> metadata_writer::format(block_io &io, uint32_t data_block_size,
                                                          uint64_t nr_data_blocks) {
+  if (data_block_size < min_data_block_size || data_block_size > max_data_block_size ||
+      data_block_size % min_data_block_size)
+    throw metadata_error(fmt::format(
+        "data_block_size {} is invalid: it must be a multiple of 128 sectors between 128 and 2097152",
+        data_block_size));
+  check_metadata_fits(nr_data_blocks, io.nr_blocks());
   block_address nr_meta = std::min<block_address>(io.nr_blocks(), max_metadata_blocks);
   if (nr_meta < 2) throw metadata_error("metadata device too small to format");
   std::unique_ptr<metadata_writer> w(new metadata_writer(io, nr_meta, nr_data_blocks));

@@ -39,6 +39,7 @@
 #include "persistent-data/endian.h"
 #include "persistent-data/errors.h"
 #include "persistent-data/space_map_disk.h"
+#include "thin/format/metadata_writer.h"
 #include "thin/format/superblock.h"
 #include "thin/format/thin_trees.h"
 
@@ -655,9 +656,22 @@ void repairer::run() {
         "the superblock is unusable: give the data block size on the command line (--data-block-size)");
   if (opts_.overrides.nr_data_blocks)
     si.nr_data_blocks = *opts_.overrides.nr_data_blocks;
-  else if (sb_)
+  else if (sb_) {
     si.nr_data_blocks = sb_->data_sm_root().nr_blocks.get();
-  else {
+    // A damaged space-map root may claim more blocks than any metadata can
+    // hold: guess instead of sizing the new space map from it.
+    if (auto why = nr_data_blocks_problem(si.nr_data_blocks)) {
+      for (auto &[dev, root] : devices) {
+        const subtree_summary &t = subtree(root);
+        if (t.count) max_data = std::max(max_data, t.max_data), any_data = true;
+      }
+      si.nr_data_blocks = any_data ? max_data + 1 : 0;
+      report_.notes.push_back(fmt::format("the superblock's data space map size is impossible ({}); nr_data_blocks "
+                                          "guessed as {} (highest data block mapped + 1); give --nr-data-blocks for "
+                                          "the real pool size",
+                                          *why, si.nr_data_blocks));
+    }
+  } else {
     si.nr_data_blocks = any_data ? max_data + 1 : 0;
     report_.notes.push_back(fmt::format("nr_data_blocks guessed as {} (highest data block mapped + 1); give "
                                         "--nr-data-blocks for the real pool size",

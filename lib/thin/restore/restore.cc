@@ -33,6 +33,10 @@ void restore_emitter::begin_superblock(const superblock_info &sb) {
         "data_block_size {} is invalid: it must be a multiple of 128 sectors between 128 and 2097152",
         sb.data_block_size));
   if (sb.time > 0xFFFFFF) throw std::runtime_error(fmt::format("superblock time {} does not fit in 24 bits", sb.time));
+  // nr_data_blocks sizes the data space map: check it against the format and
+  // this output before anything is allocated or written (a too-small output
+  // is refused here, untouched, with the size it needs).
+  check_metadata_fits(sb.nr_data_blocks, out_.nr_blocks());
   in_superblock_ = true;
   nr_data_blocks_ = sb.nr_data_blocks;
 
