@@ -58,11 +58,11 @@ int thin_audit_main(std::vector<std::string> args) {
   cmd.flag("--json", json);
   cmd.number("--meta-sectors", layout.meta_sectors);
   cmd.number("--data-sectors", layout.data_sectors);
+  auto *mark = cmd.option("--until-mark", until_mark);  // "" is a mark name
   cmd.flag("--skip-block-zeroing", skip_zeroing);
   cmd.option("--meta-out", meta_out);
   cmd.option("--data-out", data_out);
   cmd.number("--until-entry", ropts.until_entry);
-  auto *mark = cmd.option("--until-mark", until_mark);
   cmd.number("--every", copts.every, 1);
   cmd.positionals("args", positional);
   if (auto rc = cmd.parse(args)) return *rc;
