@@ -9,6 +9,7 @@
 
 #include "log-writes/byte_io.h"
 #include "log-writes/log_writes.h"
+#include "persistent-data/errors.h"
 
 namespace {
 
@@ -248,7 +249,7 @@ TEST(log_writes, mark_text_must_fit_the_header) {
   memory_byte_io log;
   log_writer w(log);
   EXPECT_NO_THROW(w.mark(std::string(512 - 33, 'x')));
-  EXPECT_THROW(w.mark(std::string(512 - 32, 'x')), std::invalid_argument);
+  EXPECT_THROW(w.mark(std::string(512 - 32, 'x')), pdata::bad_input_error);
   w.finish();
   log_reader rd(log);
   auto e = rd.next();

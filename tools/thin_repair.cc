@@ -4,14 +4,12 @@
 // was recovered and what was lost (--json for scripts).
 #include <iostream>
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include "cli.h"
 #include "commands.h"
 #include "thin/repair/repair.h"
 #include "thin/restore/restore.h"
-#include "thin/format/superblock.h"
-#include "tool_support.h"
 
 namespace tools {
 
@@ -31,82 +29,44 @@ const char *repair_usage =
 }  // namespace
 
 int thin_repair_main(std::vector<std::string> args) {
-  bool quiet = false, help = false, version = false, json = false;
-  std::string input, output, tid, dbs, ndb;
+  bool quiet = false, json = false;
+  std::string input, output;
   std::vector<std::string> extra;
-  CLI::App app{"thin_repair"};
-  app.set_help_flag();
-  app.add_flag("-h,--help", help);
-  app.add_flag("-V,--version", version);
-  app.add_flag("-q,--quiet", quiet);
-  app.add_flag("--json", json);
-  app.add_option("-i,--input", input);
-  app.add_option("-o,--output", output);
-  app.add_option("--transaction-id", tid);
-  app.add_option("--data-block-size", dbs);
-  app.add_option("--nr-data-blocks", ndb);
-  app.add_option("extra", extra);  // older lvm2 passes a stray empty argument
-  try {
-    std::vector<std::string> rev(args.rbegin(), args.rend() - 1);
-    app.parse(rev);
-  } catch (const CLI::ParseError &e) {
-    std::cerr << "thin_repair: " << e.what() << "\n" << repair_usage;
-    return exit_failure;
-  }
-  if (help) {
-    std::cout << repair_usage;
-    return exit_ok;
-  }
-  if (version) {
-    std::cout << version_string() << "\n";
-    return exit_ok;
-  }
-  auto fail = [&](const std::string &msg) {
-    std::cerr << "thin_repair: " << msg << "\n";
-    return exit_failure;
-  };
-  for (auto &x : extra)
-    if (!x.empty()) return fail(fmt::format("unexpected argument '{}'", x));
-  if (input.empty()) return fail("no input provided (-i)");
-  if (output.empty()) return fail("no output provided (-o)");
+  thin::repair_options ro;
+  cli::command cmd("thin_repair", repair_usage);
+  cmd.flag("-q,--quiet", quiet);
+  cmd.flag("--json", json);
+  cmd.option("-i,--input", input);
+  cmd.option("-o,--output", output);
+  cmd.superblock_overrides(ro.overrides);
+  cmd.positionals("extra", extra);  // older lvm2 passes a stray empty argument
+  if (auto rc = cmd.parse(args)) return *rc;
 
-  std::unique_ptr<thin::restore_emitter> restorer;
-  try {
-    thin::repair_options ro;
-    if (!tid.empty()) ro.overrides.transaction_id = parse_u64(tid, "--transaction-id");
-    if (!dbs.empty()) {
-      uint64_t v = parse_u64(dbs, "--data-block-size");
-      if (v > UINT32_MAX) throw usage_error("--data-block-size: value too large");
-      ro.overrides.data_block_size = static_cast<uint32_t>(v);
-    }
-    if (!ndb.empty()) ro.overrides.nr_data_blocks = parse_u64(ndb, "--nr-data-blocks");
+  for (auto &x : extra)
+    if (!x.empty()) return cmd.fail(fmt::format("unexpected argument '{}'", x));
+  if (input.empty()) return cmd.fail("no input provided (-i)");
+  if (output.empty()) return cmd.fail("no output provided (-o)");
+  return cmd.run(input, [&] {
     if (same_file(input, output))
       throw usage_error(fmt::format("{}: input and output are the same; repair never writes its input", output));
     auto in = open_metadata(input, {false, true});
     auto out = open_metadata(output, {true, true});
-    restorer = std::make_unique<thin::restore_emitter>(*out);
     thin::repair_report report;
-    try {
-      thin::repair_dump(*in, ro, *restorer, report);
-    } catch (...) {
+    {
+      thin::restore_emitter restorer(*out);
+      thin::abandon_unless_committed guard(restorer);
       try {
-        restorer->abandon();
-      } catch (...) {
+        thin::repair_dump(*in, ro, restorer, report);
+      } catch (const thin::metadata_too_small &e) {
+        throw usage_error(fmt::format("{}: output too small: {}", output, e.what()));
       }
-      throw;
     }
     if (json)
       std::cout << report.json();
     else if (!quiet)
       std::cout << report.text();
     return exit_ok;
-  } catch (const usage_error &e) {
-    return fail(e.what());
-  } catch (const thin::metadata_too_small &e) {
-    return fail(fmt::format("{}: output too small: {}", output, e.what()));
-  } catch (const std::exception &e) {
-    return fail(fmt::format("{}: {}", input, e.what()));
-  }
+  });
 }
 
 }  // namespace tools

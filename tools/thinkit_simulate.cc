@@ -10,13 +10,12 @@
 #include <cstring>
 #include <iostream>
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include "cli.h"
 #include "commands.h"
 #include "log-writes/byte_io.h"
 #include "engine/simulate.h"
-#include "tool_support.h"
 
 namespace tools {
 
@@ -48,34 +47,21 @@ int create_file(const std::string &path, uint64_t size) {
 }  // namespace
 
 int thinkit_simulate_main(std::vector<std::string> args) {
-  bool help = false, quiet = false;
+  bool quiet = false;
   std::string ordering = "corrected", out;
   uint64_t meta_mib = 8, data_mib = 32;
-  CLI::App app{"simulate"};
-  app.set_help_flag();
-  app.add_flag("-h,--help", help);
-  app.add_flag("-q,--quiet", quiet);
-  app.add_option("--ordering", ordering);
-  app.add_option("--meta-size", meta_mib);
-  app.add_option("--data-size", data_mib);
-  app.add_option("--out", out);
-  try {
-    std::vector<std::string> rev(args.rbegin(), args.rend() - 1);
-    app.parse(rev);
-  } catch (const CLI::ParseError &e) {
-    std::cerr << "thinkit simulate: " << e.what() << "\n" << simulate_usage;
-    return exit_failure;
-  }
-  if (help) {
-    std::cout << simulate_usage;
-    return exit_ok;
-  }
-  try {
-    if (ordering != "corrected" && ordering != "legacy")
-      throw usage_error(fmt::format("--ordering: '{}' is not corrected or legacy", ordering));
-    if (out.empty()) throw usage_error("--out DIR is required");
-    if (meta_mib < 1 || meta_mib > 16000 || data_mib < 4 || data_mib > 65536)
-      throw usage_error("sizes out of range (--meta-size 1..16000, --data-size 4..65536 MiB)");
+  cli::command cmd("thinkit simulate", simulate_usage, false);
+  cmd.flag("-q,--quiet", quiet);
+  cmd.option("--ordering", ordering);
+  cmd.number("--meta-size", meta_mib, 1, 16000);
+  cmd.number("--data-size", data_mib, 4, 65536);
+  cmd.option("--out", out);
+  if (auto rc = cmd.parse(args)) return *rc;
+
+  if (ordering != "corrected" && ordering != "legacy")
+    return cmd.fail(fmt::format("--ordering: '{}' is not corrected or legacy", ordering));
+  if (out.empty()) return cmd.fail("--out DIR is required");
+  return cmd.run("", [&] {
     if (::mkdir(out.c_str(), 0755) != 0 && errno != EEXIST)
       throw usage_error(fmt::format("{}: cannot create: {}", out, std::strerror(errno)));
     const uint64_t meta_size = meta_mib << 20, data_size = data_mib << 20;
@@ -96,13 +82,7 @@ int thinkit_simulate_main(std::vector<std::string> args) {
                                "metadata region = {4} sectors)\n",
                                out, meta_mib, data_mib, r.log_entries, meta_size / 512);
     return exit_ok;
-  } catch (const usage_error &e) {
-    std::cerr << "thinkit simulate: " << e.what() << "\n";
-    return exit_failure;
-  } catch (const std::exception &e) {
-    std::cerr << "thinkit simulate: " << e.what() << "\n";
-    return exit_failure;
-  }
+  });
 }
 
 }  // namespace tools

@@ -9,6 +9,9 @@
 
 #include <cerrno>
 #include <cstring>
+#include <iostream>
+
+#include <boost/iostreams/filter/gzip.hpp>
 
 #include <fmt/format.h>
 
@@ -93,42 +96,81 @@ bool same_file(const std::string &a, const std::string &b) {
   return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }
 
-bool take_optional_metadata_snap(std::vector<std::string> &args, std::string &value) {
-  bool present = false;
-  std::vector<std::string> rest;
-  bool options_done = false;
-  for (std::size_t i = 0; i < args.size(); i++) {
-    const std::string &a = args[i];
-    if (i == 0 || options_done) {
-      rest.push_back(a);
-      continue;
-    }
-    if (a == "--") {
-      options_done = true;
-      rest.push_back(a);
-    } else if (a == "-m" || a == "--metadata-snap") {
-      present = true;
-    } else if (a.rfind("--metadata-snap=", 0) == 0) {
-      present = true;
-      value = a.substr(std::strlen("--metadata-snap="));
-    } else if (a.size() > 2 && a[0] == '-' && a[1] == 'm') {
-      present = true;
-      value = a.substr(2);
-    } else {
-      rest.push_back(a);
-    }
-  }
-  args.swap(rest);
-  return present;
+void refuse_xml(pdata::block_io &io, const std::string &path, const char *tool) {
+  if (looks_like_xml(io))
+    throw usage_error(fmt::format("{}: this looks like XML; {} reads binary metadata", path, tool));
 }
 
-uint64_t parse_u64(const std::string &text, const char *option) {
-  if (text.empty() || text.find_first_not_of("0123456789") != std::string::npos)
-    throw usage_error(fmt::format("{}: '{}' is not a non-negative decimal number", option, text));
-  errno = 0;
-  unsigned long long v = std::strtoull(text.c_str(), nullptr, 10);
-  if (errno == ERANGE) throw usage_error(fmt::format("{}: '{}' is too large", option, text));
-  return v;
+text_input::text_input(const std::string &path) {
+  std::istream *raw = &std::cin;
+  if (path != "-") {
+    struct stat st;
+    if (::stat(path.c_str(), &st) != 0) throw usage_error(fmt::format("{}: {}", path, std::strerror(errno)));
+    if (S_ISDIR(st.st_mode)) throw usage_error(fmt::format("{}: is a directory, not XML", path));
+    file_ = std::make_unique<std::ifstream>(path, std::ios::binary);
+    if (!*file_) throw usage_error(fmt::format("{}: cannot open: {}", path, std::strerror(errno)));
+    raw = file_.get();
+  }
+  if (raw->peek() == 0x1f) {  // gzip magic (never the start of XML text)
+    gz_ = std::make_unique<boost::iostreams::filtering_istream>();
+    gz_->push(boost::iostreams::gzip_decompressor());
+    gz_->push(*raw);
+    in_ = gz_.get();
+  } else {
+    in_ = raw;
+  }
+}
+
+namespace {
+
+bool ends_with(const std::string &s, const std::string &suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+}  // namespace
+
+text_output::text_output(const std::string &path) : path_(path == "-" ? "" : path) {
+  if (!path_.empty() && ends_with(path_, ".gz")) {
+    gz_file_ = std::make_unique<std::ofstream>(path_, std::ios::binary | std::ios::trunc);
+    if (!*gz_file_) throw usage_error(fmt::format("{}: cannot create: {}", path_, std::strerror(errno)));
+    gz_ = std::make_unique<boost::iostreams::filtering_ostream>();
+    gz_->push(boost::iostreams::gzip_compressor());
+    gz_->push(*gz_file_);
+    sink_ = std::make_unique<thin::ostream_sink>(*gz_);
+    return;
+  }
+  if (!path_.empty()) {
+    fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd_ < 0) throw usage_error(fmt::format("{}: cannot create: {}", path_, std::strerror(errno)));
+  }
+  sink_ = std::make_unique<thin::fd_sink>(fd_ < 0 ? STDOUT_FILENO : fd_, fd_ >= 0);
+}
+
+text_output::~text_output() {
+  sink_.reset();
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void text_output::finish() {
+  sink_->flush();
+  if (gz_) {
+    gz_->reset();  // completes the gzip trailer
+    gz_file_->flush();
+    gz_file_->close();
+    if (!*gz_file_) throw pdata::io_error("writing the compressed output failed");
+  }
+  if (fd_ >= 0) {
+    int fd = fd_;
+    fd_ = -1;
+    if (::close(fd) != 0) throw pdata::io_error(fmt::format("{}: close failed: {}", path_, std::strerror(errno)));
+  }
+}
+
+void text_output::abandon() noexcept {
+  try {
+    sink_->flush();
+  } catch (...) {
+  }
 }
 
 }  // namespace tools

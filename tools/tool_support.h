@@ -1,20 +1,27 @@
 // Shared plumbing for the command-line tools: opening paths (the only place
-// thinkit turns a path into a block device), usage errors, version, exit codes.
+// thinkit turns a path into a block device or a stream), usage errors,
+// version, exit codes. The command-line skeleton itself is cli.h.
 #pragma once
 
+#include <fstream>
+#include <istream>
 #include <memory>
-#include <stdexcept>
 #include <string>
 #include <vector>
 
+#include <boost/iostreams/filtering_stream.hpp>
+
 #include "persistent-data/block_io.h"
+#include "persistent-data/errors.h"
+#include "thin/ir/text_sink.h"
 
 namespace tools {
 
-// Bad command line or unusable input path: printed as one line, exit 1.
-class usage_error : public std::runtime_error {
+// Bad command line or unusable input path: printed as one line without the
+// subject ("tool: message"), exit 1.
+class usage_error : public pdata::bad_input_error {
  public:
-  using std::runtime_error::runtime_error;
+  using pdata::bad_input_error::bad_input_error;
 };
 
 constexpr int exit_ok = 0;
@@ -41,12 +48,42 @@ bool looks_like_xml(pdata::block_io &io);
 // block device number).
 bool same_file(const std::string &a, const std::string &b);
 
-// Splits `-m`, `-mN`, `--metadata-snap` and `--metadata-snap=N` out of argv
-// (an optional argument must be attached, as with getopt). Returns whether
-// the option was present and sets `value` when a block was given.
-bool take_optional_metadata_snap(std::vector<std::string> &args, std::string &value);
+// After `path` could not be read as metadata: throws usage_error saying the
+// file is XML when it looks like it (`tool` reads binary metadata); else returns.
+void refuse_xml(pdata::block_io &io, const std::string &path, const char *tool);
 
-// Parses a decimal u64 option value; throws usage_error naming the option.
-uint64_t parse_u64(const std::string &text, const char *option);
+// A text input ("-" for standard input), gzip decompressed transparently.
+class text_input {
+ public:
+  explicit text_input(const std::string &path);
+  std::istream &stream() { return *in_; }
+
+ private:
+  std::unique_ptr<std::ifstream> file_;
+  std::unique_ptr<boost::iostreams::filtering_istream> gz_;
+  std::istream *in_ = nullptr;
+};
+
+// A text output: standard output ("" or "-"), a new file (fsynced), or gzip
+// for names ending in .gz.
+class text_output {
+ public:
+  explicit text_output(const std::string &path);
+  ~text_output();
+  text_output(const text_output &) = delete;
+  text_output &operator=(const text_output &) = delete;
+  thin::text_sink &sink() { return *sink_; }
+  // Flushes, completes the gzip trailer, fsyncs and closes; throws io_error.
+  void finish();
+  // After a failure: hands over what was written, ignoring further errors.
+  void abandon() noexcept;
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+  std::unique_ptr<std::ofstream> gz_file_;
+  std::unique_ptr<boost::iostreams::filtering_ostream> gz_;
+  std::unique_ptr<thin::text_sink> sink_;
+};
 
 }  // namespace tools

@@ -29,17 +29,17 @@ using pdata::log_reader;
 
 void validate_layout(const log_layout &layout, uint32_t sectorsize) {
   const uint64_t per = sectorsize / 512;
-  if (layout.meta_sectors == 0) throw std::invalid_argument("the metadata region is empty (--meta-sectors 0)");
-  if (layout.data_sectors == 0) throw std::invalid_argument("the data region is empty (--data-sectors 0)");
+  if (layout.meta_sectors == 0) throw pdata::bad_input_error("the metadata region is empty (--meta-sectors 0)");
+  if (layout.data_sectors == 0) throw pdata::bad_input_error("the data region is empty (--data-sectors 0)");
   if (layout.meta_sectors % pdata::sectors_per_block)
-    throw std::invalid_argument(fmt::format("--meta-sectors {} is not a whole number of 4 KiB metadata blocks "
-                                            "(a multiple of 8)",
-                                            layout.meta_sectors));
+    throw pdata::bad_input_error(fmt::format("--meta-sectors {} is not a whole number of 4 KiB metadata blocks "
+                                             "(a multiple of 8)",
+                                             layout.meta_sectors));
   if (layout.meta_sectors % per || layout.data_sectors % per)
-    throw std::invalid_argument(fmt::format("the region sizes ({} and {} sectors) are not whole {}-byte log sectors",
-                                            layout.meta_sectors, layout.data_sectors, sectorsize));
+    throw pdata::bad_input_error(fmt::format("the region sizes ({} and {} sectors) are not whole {}-byte log sectors",
+                                             layout.meta_sectors, layout.data_sectors, sectorsize));
   if (layout.meta_sectors > (uint64_t(1) << 52) || layout.data_sectors > (uint64_t(1) << 52))
-    throw std::invalid_argument("region sizes that large are not supported");
+    throw pdata::bad_input_error("region sizes that large are not supported");
 }
 
 const char *to_string(log_region r) {
@@ -211,11 +211,11 @@ class block_writer : public region_writer {
 };
 
 [[noreturn]] void throw_past_end(const placed_entry &p, const log_layout &layout) {
-  throw std::runtime_error(fmt::format("log entry {} ({} sectors at sector {} of the logged device) reaches past the "
-                                       "end of the data region ({} + {} sectors): check --meta-sectors and "
-                                       "--data-sectors",
-                                       p.entry.index, p.nr_sectors, p.device_sector, layout.meta_sectors,
-                                       layout.data_sectors));
+  throw pdata::bad_input_error(fmt::format("log entry {} ({} sectors at sector {} of the logged device) reaches past the "
+                                           "end of the data region ({} + {} sectors): check --meta-sectors and "
+                                           "--data-sectors",
+                                           p.entry.index, p.nr_sectors, p.device_sector, layout.meta_sectors,
+                                           layout.data_sectors));
 }
 
 // Byte ranges of a write or discard in each region.
@@ -349,11 +349,11 @@ replay_result plan_replay(pdata::byte_source &log, const log_layout &layout, con
     }
   }
   if (opts.until_mark && !found)
-    throw std::runtime_error(
+    throw pdata::bad_input_error(
         fmt::format("no mark '{}' in the log ({} entries)", printable(*opts.until_mark), r.entries_applied));
   if (opts.until_entry && !found)
-    throw std::runtime_error(fmt::format("entry {} is past the end of the log ({} entries, 0..{})", *opts.until_entry,
-                                         r.entries_applied, r.entries_applied ? r.entries_applied - 1 : 0));
+    throw pdata::bad_input_error(fmt::format("entry {} is past the end of the log ({} entries, 0..{})", *opts.until_entry,
+                                             r.entries_applied, r.entries_applied ? r.entries_applied - 1 : 0));
   return r;
 }
 
@@ -378,9 +378,9 @@ replay_result replay_log(pdata::byte_source &log, const log_layout &layout, pdat
 namespace {
 
 // A mapping tree that cannot be read at a commit.
-class tree_error : public std::runtime_error {
+class tree_error : public pdata::damaged_metadata_error {
  public:
-  using std::runtime_error::runtime_error;
+  using pdata::damaged_metadata_error::damaged_metadata_error;
 };
 
 class auditor {

@@ -52,7 +52,7 @@ struct log_layout {
   uint64_t data_bytes() const { return data_sectors * 512; }
 };
 
-// Throws std::invalid_argument when the layout cannot be used with a log of
+// Throws pdata::bad_input_error when the layout cannot be used with a log of
 // sector size `sectorsize`: empty regions, a metadata region that is not whole
 // 4 KiB blocks, or region sizes that are not whole log sectors.
 void validate_layout(const log_layout &layout, uint32_t sectorsize);
@@ -102,7 +102,7 @@ struct log_summary {
 // The summary lines printed after a listing.
 std::string format_summary(const log_summary &s);
 
-// Calls `each` for every entry, in log order. Throws std::runtime_error when
+// Calls `each` for every entry, in log order. Throws pdata::bad_input_error when
 // the log cannot be read (not a log, a truncated payload).
 log_summary list_log(pdata::byte_source &log, const log_layout &layout,
                      const std::function<void(const placed_entry &)> &each);
@@ -124,7 +124,7 @@ replay_result plan_replay(pdata::byte_source &log, const log_layout &layout, con
 // Replays the log from zeroed regions onto `meta` and `data` (regions of
 // layout.meta_bytes() and layout.data_bytes(): the caller sizes the sinks).
 // Payloads are written where they belong; discards write zeroes; flushes and
-// marks change nothing. Throws std::runtime_error when the mark is absent, N
+// marks change nothing. Throws pdata::bad_input_error when the mark is absent, N
 // is past the last entry, or an entry reaches past the end of the layout.
 replay_result replay_log(pdata::byte_source &log, const log_layout &layout, pdata::byte_sink &meta,
                          pdata::byte_sink &data, const replay_options &opts);

@@ -8,6 +8,7 @@
 #include "persistent-data/block_cache.h"
 #include "persistent-data/btree.h"
 #include "persistent-data/endian.h"
+#include "persistent-data/errors.h"
 
 namespace thin {
 
@@ -45,7 +46,7 @@ std::unique_ptr<pool_metadata> pool_metadata::open(block_io &io) {
 
 void pool_metadata::set_transaction_id(uint64_t old_id, uint64_t new_id) {
   if (md_->sb().trans_id != old_id)
-    throw std::runtime_error(fmt::format("transaction id is {}, not {}", md_->sb().trans_id, old_id));
+    throw pdata::bad_input_error(fmt::format("transaction id is {}, not {}", md_->sb().trans_id, old_id));
   md_->sb().trans_id = new_id;
   changed_ = true;
 }
@@ -58,19 +59,19 @@ std::vector<uint64_t> pool_metadata::devices() const {
 
 const device_details &pool_metadata::details(uint64_t dev) const {
   auto it = details_.find(dev);
-  if (it == details_.end()) throw std::runtime_error(fmt::format("no thin device {}", dev));
+  if (it == details_.end()) throw pdata::bad_input_error(fmt::format("no thin device {}", dev));
   return it->second;
 }
 
 block_address pool_metadata::subtree_root(uint64_t dev) {
   auto v = btree_lookup(md_->tm(), md_->sb().mapping_root, dev);
-  if (!v) throw std::runtime_error(fmt::format("thin device {} has no mapping tree", dev));
+  if (!v) throw pdata::damaged_metadata_error(fmt::format("thin device {} has no mapping tree", dev));
   return load_le64(v->data());
 }
 
 void pool_metadata::create_thin(uint64_t dev) {
-  if (dev > max_dev_id) throw std::runtime_error(fmt::format("device id {} is above {}", dev, max_dev_id));
-  if (device_exists(dev)) throw std::runtime_error(fmt::format("thin device {} already exists", dev));
+  if (dev > max_dev_id) throw pdata::bad_input_error(fmt::format("device id {} is above {}", dev, max_dev_id));
+  if (device_exists(dev)) throw pdata::bad_input_error(fmt::format("thin device {} already exists", dev));
   transaction_manager &tm = md_->tm();
   block_address root = btree_empty(tm, 8);
   unsigned char v[8];
@@ -86,9 +87,9 @@ void pool_metadata::create_thin(uint64_t dev) {
 }
 
 void pool_metadata::create_snap(uint64_t dev, uint64_t origin) {
-  if (dev > max_dev_id) throw std::runtime_error(fmt::format("device id {} is above {}", dev, max_dev_id));
-  if (device_exists(dev)) throw std::runtime_error(fmt::format("thin device {} already exists", dev));
-  if (!device_exists(origin)) throw std::runtime_error(fmt::format("origin device {} does not exist", origin));
+  if (dev > max_dev_id) throw pdata::bad_input_error(fmt::format("device id {} is above {}", dev, max_dev_id));
+  if (device_exists(dev)) throw pdata::bad_input_error(fmt::format("thin device {} already exists", dev));
+  if (!device_exists(origin)) throw pdata::bad_input_error(fmt::format("origin device {} does not exist", origin));
   transaction_manager &tm = md_->tm();
   block_address root = subtree_root(origin);
   tm.inc(root);
@@ -96,7 +97,7 @@ void pool_metadata::create_snap(uint64_t dev, uint64_t origin) {
   store_le64(v, root);
   md_->sb().mapping_root = btree_insert(tm, md_->sb().mapping_root, dev, v, l0_shadow_ops(tm));
   superblock &sb = md_->sb();
-  if (sb.time >= 0xFFFFFF) throw std::runtime_error("snapshot time would exceed 24 bits");
+  if (sb.time >= 0xFFFFFF) throw pdata::bad_input_error("snapshot time would exceed 24 bits");
   sb.time++;
   device_details &o = details_[origin];
   o.snapshotted_time = sb.time;
@@ -112,7 +113,7 @@ void pool_metadata::create_snap(uint64_t dev, uint64_t origin) {
 }
 
 void pool_metadata::delete_device(uint64_t dev) {
-  if (!device_exists(dev)) throw std::runtime_error(fmt::format("no thin device {}", dev));
+  if (!device_exists(dev)) throw pdata::bad_input_error(fmt::format("no thin device {}", dev));
   bool removed = false;
   md_->sb().mapping_root = btree_remove(md_->tm(), md_->sb().mapping_root, dev, md_->mapping_l0_ops(), &removed);
   details_.erase(dev);
@@ -137,7 +138,7 @@ void pool_metadata::update_subtree(uint64_t dev, const std::function<block_addre
 
 std::optional<lookup_result> pool_metadata::lookup(uint64_t dev, uint64_t vblock) {
   auto it = details_.find(dev);
-  if (it == details_.end()) throw std::runtime_error(fmt::format("no thin device {}", dev));
+  if (it == details_.end()) throw pdata::bad_input_error(fmt::format("no thin device {}", dev));
   auto v = btree_lookup(md_->tm(), subtree_root(dev), vblock);
   if (!v) return std::nullopt;
   uint64_t bt = load_le64(v->data());
@@ -150,9 +151,9 @@ std::optional<lookup_result> pool_metadata::lookup(uint64_t dev, uint64_t vblock
 
 void pool_metadata::insert(uint64_t dev, uint64_t vblock, uint64_t data_block) {
   auto it = details_.find(dev);
-  if (it == details_.end()) throw std::runtime_error(fmt::format("no thin device {}", dev));
+  if (it == details_.end()) throw pdata::bad_input_error(fmt::format("no thin device {}", dev));
   if (data_block >= nr_data_blocks())
-    throw std::runtime_error(fmt::format("data block {} is beyond the pool ({} blocks)", data_block, nr_data_blocks()));
+    throw pdata::bad_input_error(fmt::format("data block {} is beyond the pool ({} blocks)", data_block, nr_data_blocks()));
   unsigned char v[8];
   store_le64(v, pack_block_time(data_block, md_->sb().time));
   bool inserted = false;
@@ -169,7 +170,7 @@ void pool_metadata::insert(uint64_t dev, uint64_t vblock, uint64_t data_block) {
 
 bool pool_metadata::remove(uint64_t dev, uint64_t vblock) {
   auto it = details_.find(dev);
-  if (it == details_.end()) throw std::runtime_error(fmt::format("no thin device {}", dev));
+  if (it == details_.end()) throw pdata::bad_input_error(fmt::format("no thin device {}", dev));
   if (!lookup(dev, vblock)) return false;
   bool removed = false;
   value_ops ops = md_->mapping_l1_ops();
@@ -192,7 +193,7 @@ std::vector<std::pair<uint64_t, lookup_result>> pool_metadata::mappings(uint64_t
 
 void pool_metadata::reserve_metadata_snap() {
   superblock &sb = md_->sb();
-  if (sb.held_root) throw std::runtime_error("a metadata snapshot is already held");
+  if (sb.held_root) throw pdata::bad_input_error("a metadata snapshot is already held");
   commit();
   transaction_manager &tm = md_->tm();
   block_address h;
@@ -212,7 +213,7 @@ void pool_metadata::reserve_metadata_snap() {
 
 void pool_metadata::release_metadata_snap() {
   superblock &sb = md_->sb();
-  if (!sb.held_root) throw std::runtime_error("no metadata snapshot is held");
+  if (!sb.held_root) throw pdata::bad_input_error("no metadata snapshot is held");
   transaction_manager &tm = md_->tm();
   block_address h = sb.held_root;
   superblock copy = decode_superblock(tm.read(h)->raw());

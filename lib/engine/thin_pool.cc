@@ -16,8 +16,8 @@ thin_pool::thin_pool(block_io &meta, block_io &data, const pool_options &opts, s
 std::unique_ptr<thin_pool> thin_pool::format(block_io &meta, block_io &data, const pool_options &opts) {
   if (opts.data_block_size < min_data_block_size || opts.data_block_size > max_data_block_size ||
       opts.data_block_size % min_data_block_size)
-    throw std::invalid_argument(fmt::format("data block size {} is not a multiple of 128 sectors in range",
-                                            opts.data_block_size));
+    throw pdata::bad_input_error(fmt::format("data block size {} is not a multiple of 128 sectors in range",
+                                             opts.data_block_size));
   uint64_t nr_data = data.nr_blocks() / (opts.data_block_size / 8);
   auto md = pool_metadata::format(meta, opts.data_block_size, nr_data);
   std::unique_ptr<thin_pool> p(new thin_pool(meta, data, opts, std::move(md)));
@@ -154,7 +154,7 @@ void thin_pool::write_piece(uint64_t dev, uint64_t vblock, uint64_t offset, cons
 }
 
 void thin_pool::write(uint64_t dev, uint64_t sector, const void *buf, uint64_t nr_sectors, unsigned flags) {
-  if (!md_->device_exists(dev)) throw std::runtime_error(fmt::format("no thin device {}", dev));
+  if (!md_->device_exists(dev)) throw pdata::bad_input_error(fmt::format("no thin device {}", dev));
   if (flags & bio_preflush) flush();
   const uint64_t dbs = md_->data_block_size();
   auto *p = static_cast<const unsigned char *>(buf);
@@ -174,7 +174,7 @@ void thin_pool::write(uint64_t dev, uint64_t sector, const void *buf, uint64_t n
 }
 
 void thin_pool::read(uint64_t dev, uint64_t sector, void *buf, uint64_t nr_sectors) {
-  if (!md_->device_exists(dev)) throw std::runtime_error(fmt::format("no thin device {}", dev));
+  if (!md_->device_exists(dev)) throw pdata::bad_input_error(fmt::format("no thin device {}", dev));
   const uint64_t dbs = md_->data_block_size();
   auto *p = static_cast<unsigned char *>(buf);
   block_buffer tmp;
@@ -203,7 +203,7 @@ void thin_pool::read(uint64_t dev, uint64_t sector, void *buf, uint64_t nr_secto
 }
 
 void thin_pool::discard(uint64_t dev, uint64_t sector, uint64_t nr_sectors) {
-  if (!md_->device_exists(dev)) throw std::runtime_error(fmt::format("no thin device {}", dev));
+  if (!md_->device_exists(dev)) throw pdata::bad_input_error(fmt::format("no thin device {}", dev));
   const uint64_t dbs = md_->data_block_size();
   // Only whole blocks are unmapped; partial blocks keep their data.
   uint64_t first = (sector + dbs - 1) / dbs, end = (sector + nr_sectors) / dbs;

@@ -30,6 +30,7 @@
 #include <memory>
 
 #include "persistent-data/block_io.h"
+#include "persistent-data/errors.h"
 #include "engine/pool_metadata.h"
 
 namespace thin {
@@ -43,9 +44,9 @@ struct pool_options {
 
 enum bio_flags : unsigned { bio_preflush = 1, bio_fua = 2 };
 
-class out_of_data_space : public std::runtime_error {
+class out_of_data_space : public pdata::io_error {
  public:
-  using std::runtime_error::runtime_error;
+  using pdata::io_error::io_error;
 };
 
 struct pool_stats {

@@ -6,6 +6,8 @@
 
 #include <fmt/format.h>
 
+#include "persistent-data/errors.h"
+
 namespace pdata {
 
 std::string describe(const log_entry &e) {
@@ -21,14 +23,14 @@ std::string describe(const log_entry &e) {
 
 log_reader::log_reader(byte_source &src) : src_(src) {
   log_super_disk s;
-  if (src_.read_at(0, &s, sizeof(s)) != sizeof(s)) throw std::runtime_error("too short to be a dm-log-writes log");
+  if (src_.read_at(0, &s, sizeof(s)) != sizeof(s)) throw pdata::bad_input_error("too short to be a dm-log-writes log");
   if (s.magic.get() != log_writes_magic)
-    throw std::runtime_error(fmt::format("not a dm-log-writes log (magic {:#x})", s.magic.get()));
+    throw pdata::bad_input_error(fmt::format("not a dm-log-writes log (magic {:#x})", s.magic.get()));
   if (s.version.get() != log_writes_version)
-    throw std::runtime_error(fmt::format("dm-log-writes log version {} is not supported", s.version.get()));
+    throw pdata::bad_input_error(fmt::format("dm-log-writes log version {} is not supported", s.version.get()));
   sectorsize_ = s.sectorsize.get();
   if (sectorsize_ < 512 || sectorsize_ > 65536 || (sectorsize_ & (sectorsize_ - 1)))
-    throw std::runtime_error(fmt::format("dm-log-writes log has an invalid sector size {}", sectorsize_));
+    throw pdata::bad_input_error(fmt::format("dm-log-writes log has an invalid sector size {}", sectorsize_));
   nr_entries_ = s.nr_entries.get();
   rewind();
 }
@@ -56,7 +58,7 @@ std::optional<log_entry> log_reader::next() {
     if (all_zero || (e.flags & ~uint64_t(31)) || dlen > sectorsize_ - 32) return std::nullopt;
   }
   if (e.flags & log_mark) {
-    if (dlen > sectorsize_ - 32) throw std::runtime_error(fmt::format("log entry {}: mark text too long", index_));
+    if (dlen > sectorsize_ - 32) throw pdata::bad_input_error(fmt::format("log entry {}: mark text too long", index_));
     e.mark.assign(reinterpret_cast<const char *>(hdr.data() + 32), dlen);
   }
   pos_ += sectorsize_;
@@ -66,7 +68,7 @@ std::optional<log_entry> log_reader::next() {
     uint64_t size = src_.size();
     if (pos_ > size || e.nr_sectors > (size - pos_) / sectorsize_) {
       if (index_ < nr_entries_)
-        throw std::runtime_error(fmt::format("log truncated in the payload of entry {}", index_));
+        throw pdata::bad_input_error(fmt::format("log truncated in the payload of entry {}", index_));
       return std::nullopt;
     }
     pos_ += e.nr_sectors * sectorsize_;
@@ -79,7 +81,7 @@ std::vector<unsigned char> log_reader::payload(const log_entry &e) {
   if (e.flags & (log_discard | log_mark)) return {};
   std::vector<unsigned char> out(e.nr_sectors * sectorsize_);
   if (src_.read_at(e.payload_offset, out.data(), out.size()) != out.size())
-    throw std::runtime_error(fmt::format("log entry {}: payload truncated", e.index));
+    throw pdata::bad_input_error(fmt::format("log entry {}: payload truncated", e.index));
   return out;
 }
 
@@ -112,7 +114,7 @@ void log_writer::flush(uint64_t sector) { header(sector, 0, log_flush, ""); }
 void log_writer::discard(uint64_t sector, uint64_t nr_sectors) { header(sector, nr_sectors, log_discard, ""); }
 
 void log_writer::mark(const std::string &text) {
-  if (text.size() > sectorsize_ - 33) throw std::invalid_argument("mark text too long");
+  if (text.size() > sectorsize_ - 33) throw pdata::bad_input_error("mark text too long");
   header(0, 0, log_mark, text);
 }
 

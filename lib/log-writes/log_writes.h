@@ -76,7 +76,7 @@ std::string describe(const log_entry &e);
 
 class log_reader {
  public:
-  // Throws std::runtime_error when the source is not a dm-log-writes log.
+  // Throws pdata::bad_input_error when the source is not a dm-log-writes log.
   explicit log_reader(byte_source &src);
 
   uint32_t sectorsize() const { return sectorsize_; }

@@ -253,10 +253,10 @@ namespace {
 void remove_rec(transaction_manager &tm, node_mut &n, uint64_t key, const value_ops &ops, unsigned depth) {
   if (depth >= max_btree_depth) throw bad_block_error("btree too deep during remove");
   int i = n.lower_bound(key);
-  if (i < 0) throw std::logic_error("btree_remove: key vanished");
+  if (i < 0) throw internal_error("btree_remove: key vanished");
   uint32_t ui = static_cast<uint32_t>(i);
   if (!n.internal()) {
-    if (n.key(ui) != key) throw std::logic_error("btree_remove: key vanished");
+    if (n.key(ui) != key) throw internal_error("btree_remove: key vanished");
     if (ops.dec) ops.dec(n.value(ui));
     n.erase_at(ui);
     return;
@@ -417,7 +417,7 @@ void btree_builder::take_back(const leaf_info &leaf, bool shared) {
 
 void btree_builder::add(uint64_t key, const void *value) {
   if (have_last_ && key <= last_key_)
-    throw std::invalid_argument(fmt::format("btree_builder: key {} after key {}", key, last_key_));
+    throw bad_input_error(fmt::format("btree_builder: key {} after key {}", key, last_key_));
   have_last_ = true;
   last_key_ = key;
   keys_.push_back(key);
@@ -430,8 +430,8 @@ void btree_builder::add(uint64_t key, const void *value) {
 
 void btree_builder::add_leaf(block_address leaf, uint64_t first_key, uint64_t last_key) {
   if (have_last_ && first_key <= last_key_)
-    throw std::invalid_argument(fmt::format("btree_builder: shared leaf starting at {} after key {}", first_key,
-                                            last_key_));
+    throw bad_input_error(fmt::format("btree_builder: shared leaf starting at {} after key {}", first_key,
+                                      last_key_));
   const std::size_t min = max_ / 3;
   block_ref blk = read_node(tm_, leaf);
   btree_node_view v(blk->raw());

@@ -21,7 +21,7 @@ uint32_t ref_counts::get(block_address b) const {
 }
 
 void ref_counts::set(block_address b, uint32_t count) {
-  if (b >= nr_blocks_) throw std::out_of_range(fmt::format("ref count for block {} out of range", b));
+  if (b >= nr_blocks_) throw internal_error(fmt::format("ref count for block {} out of range", b));
   if (count >= 3) {
     set_small(b, 3);
     overflow_[b] = count;
@@ -32,7 +32,7 @@ void ref_counts::set(block_address b, uint32_t count) {
 }
 
 void ref_counts::inc(block_address b) {
-  if (b >= nr_blocks_) throw std::out_of_range(fmt::format("ref count for block {} out of range", b));
+  if (b >= nr_blocks_) throw internal_error(fmt::format("ref count for block {} out of range", b));
   uint32_t s = small(b);
   if (s < 2)
     set_small(b, s + 1);

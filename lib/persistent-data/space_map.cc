@@ -40,7 +40,7 @@ space_map::space_map(const ref_counts &counts)
 }
 
 void space_map::extend(block_address new_nr) {
-  if (new_nr < nr_blocks()) throw std::invalid_argument("space maps cannot shrink");
+  if (new_nr < nr_blocks()) throw internal_error("space maps cannot shrink");
   const block_address old = nr_blocks_;
   nr_blocks_ = new_nr;
   nibbles_.grow(new_nr);
@@ -69,14 +69,14 @@ void space_map::store(block_address b, uint32_t old_count, uint32_t count) {
 }
 
 void space_map::set(block_address b, uint32_t count) {
-  if (b >= nr_blocks()) throw std::out_of_range(fmt::format("space map: block {} out of range", b));
+  if (b >= nr_blocks()) throw internal_error(fmt::format("space map: block {} out of range", b));
   uint32_t old = get(b);
   if (old == count) return;
   store(b, old, count);
 }
 
 void space_map::inc(block_address b, uint32_t by) {
-  if (b >= nr_blocks()) throw std::out_of_range(fmt::format("space map: block {} out of range", b));
+  if (b >= nr_blocks()) throw internal_error(fmt::format("space map: block {} out of range", b));
   uint32_t n = nibble(b);
   if (n + by < overflow_nibble) {  // the common case: no overflow either side
     set_nibble(b, n + by);
@@ -90,7 +90,7 @@ void space_map::inc(block_address b, uint32_t by) {
 
 void space_map::dec(block_address b) {
   uint32_t c = get(b);
-  if (!c) throw std::logic_error(fmt::format("space map: decrement of free block {}", b));
+  if (!c) throw internal_error(fmt::format("space map: decrement of free block {}", b));
   store(b, c, c - 1);
 }
 

@@ -113,8 +113,8 @@ disk_sm_root write_metadata_space_map(transaction_manager &tm, space_map_layout 
   space_map &sm = tm.sm();
   const uint64_t n = nr_bitmaps(sm.nr_blocks());
   if (n > max_metadata_bitmaps)
-    throw std::invalid_argument(fmt::format("metadata space map of {} blocks needs {} bitmaps (max {})",
-                                            sm.nr_blocks(), n, max_metadata_bitmaps));
+    throw bad_input_error(fmt::format("metadata space map of {} blocks needs {} bitmaps (max {})",
+                                      sm.nr_blocks(), n, max_metadata_bitmaps));
   layout.bitmaps.resize(n, 0);
 
   // 1. Counts of 3+ (their set does not change below: only 0 <-> 1 moves).

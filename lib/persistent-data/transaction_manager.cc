@@ -54,7 +54,7 @@ unsigned char *transaction_manager::new_block(block_address &b, checksum_salt sa
 
 unsigned char *transaction_manager::shadow(block_address b, checksum_salt salt, block_address &out, bool &shared) {
   uint32_t c = sm_.get(b);
-  if (c == 0) throw std::logic_error(fmt::format("shadow of unreferenced block {}", b));
+  if (c == 0) throw internal_error(fmt::format("shadow of unreferenced block {}", b));
   shared = c > 1;
   if (!shared && fresh_.count(b)) {
     out = b;
@@ -70,8 +70,8 @@ unsigned char *transaction_manager::shadow(block_address b, checksum_salt salt, 
 unsigned char *transaction_manager::writable(block_address b) {
   auto it = dirty_.find(b);
   if (it == dirty_.end()) {
-    if (!fresh_.count(b)) throw std::logic_error(fmt::format("block {} is not writable in this transaction", b));
-    throw std::logic_error(fmt::format("block {} was already written out (write_now) and cannot change", b));
+    if (!fresh_.count(b)) throw internal_error(fmt::format("block {} is not writable in this transaction", b));
+    throw internal_error(fmt::format("block {} was already written out (write_now) and cannot change", b));
   }
   return it->second.buf->raw();
 }
@@ -104,7 +104,7 @@ void transaction_manager::write_gathered() {
 
 void transaction_manager::write_now(block_address b) {
   auto it = dirty_.find(b);
-  if (it == dirty_.end()) throw std::logic_error(fmt::format("write_now of unmodified block {}", b));
+  if (it == dirty_.end()) throw internal_error(fmt::format("write_now of unmodified block {}", b));
   stamp(it->second.buf->raw(), b, it->second.salt);
   if (gather_len_ && (b != gather_start_ + gather_len_ || gather_len_ == gather_max)) write_gathered();
   if (!gather_) gather_.reset(new block_buffer[gather_max]);

@@ -21,14 +21,15 @@
 #include "persistent-data/block_cache.h"
 #include "persistent-data/block_io.h"
 #include "persistent-data/checksum.h"
+#include "persistent-data/errors.h"
 #include "persistent-data/space_map.h"
 
 namespace pdata {
 
 // The metadata device has no free block left.
-class out_of_metadata_space : public std::runtime_error {
+class out_of_metadata_space : public io_error {
  public:
-  using std::runtime_error::runtime_error;
+  using io_error::io_error;
 };
 
 class transaction_manager {

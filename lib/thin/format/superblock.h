@@ -7,6 +7,7 @@
 #include <string>
 
 #include "persistent-data/block_io.h"
+#include "persistent-data/errors.h"
 #include "persistent-data/space_map_disk.h"
 #include "thin/format/superblock_disk.h"
 
@@ -16,9 +17,9 @@ using pdata::block_address;
 
 // Metadata that cannot be used at all (the dump path's error channel; the
 // checker reports damage as records instead).
-class metadata_error : public std::runtime_error {
+class metadata_error : public pdata::damaged_metadata_error {
  public:
-  using std::runtime_error::runtime_error;
+  using pdata::damaged_metadata_error::damaged_metadata_error;
 };
 
 struct superblock {

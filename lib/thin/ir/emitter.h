@@ -51,7 +51,7 @@ class emitter {
   // The 1.x dialect's shared subtrees. A <def name> holds a run of mappings
   // (no devices, no refs) and appears at superblock level; a <ref name/>
   // inside a device stands for that def's mappings, in place. Emitters that
-  // cannot express them throw std::runtime_error.
+  // cannot express them throw pdata::bad_input_error.
   virtual void begin_def(const std::string &name);
   virtual void end_def();
   virtual void ref(const std::string &name);

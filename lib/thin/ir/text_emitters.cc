@@ -7,16 +7,17 @@
 
 #include <fmt/format.h>
 
+#include "persistent-data/errors.h"
 #include "thin/ir/emitter.h"
 
 namespace thin {
 
 void emitter::begin_def(const std::string &) {
-  throw std::runtime_error("this output does not support shared <def> mappings");
+  throw pdata::bad_input_error("this output does not support shared <def> mappings");
 }
-void emitter::end_def() { throw std::runtime_error("this output does not support shared <def> mappings"); }
+void emitter::end_def() { throw pdata::bad_input_error("this output does not support shared <def> mappings"); }
 void emitter::ref(const std::string &) {
-  throw std::runtime_error("this output does not support shared <ref> mappings");
+  throw pdata::bad_input_error("this output does not support shared <ref> mappings");
 }
 
 namespace {

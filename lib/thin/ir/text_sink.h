@@ -10,12 +10,16 @@
 #include <string>
 #include <vector>
 
+#include "persistent-data/errors.h"
+
 namespace thin {
 
-// The reader went away (EPIPE). Tools end quietly on this.
-class broken_pipe : public std::runtime_error {
+// The reader went away (EPIPE). Tools end quietly on this. An I/O kind of
+// error, but not a pdata::io_error: code that turns unreadable blocks into
+// damage records must not swallow it.
+class broken_pipe : public pdata::error {
  public:
-  broken_pipe() : std::runtime_error("broken pipe") {}
+  broken_pipe() : pdata::error(pdata::error_kind::io, "broken pipe") {}
 };
 
 class text_sink {

@@ -37,9 +37,9 @@ std::string with_line(uint64_t line, const std::string &message) {
 }  // namespace
 
 xml_error::xml_error(uint64_t line, const std::string &message)
-    : std::runtime_error(with_line(line, message)), line_(line) {}
+    : pdata::bad_input_error(with_line(line, message)), line_(line) {}
 
-xml_error::xml_error(const std::string &message) : std::runtime_error(message) {}
+xml_error::xml_error(const std::string &message) : pdata::bad_input_error(message) {}
 
 namespace {
 

@@ -13,6 +13,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "persistent-data/errors.h"
 #include "thin/ir/emitter.h"
 
 namespace thin {
@@ -22,7 +23,7 @@ namespace thin {
 // itself could not be read: then there is no line and the message says so.
 // When the emitter threw, the xml_error is also a std::nested_exception
 // holding the emitter's exception (std::rethrow_if_nested reaches it).
-class xml_error : public std::runtime_error {
+class xml_error : public pdata::bad_input_error {
  public:
   xml_error(uint64_t line, const std::string &message);
   // An error that no input line can be blamed for (a failed read).

@@ -7,6 +7,7 @@
 
 #include "persistent-data/endian.h"
 #include "persistent-data/errors.h"
+#include "persistent-data/space_map_disk.h"
 
 namespace thin {
 
@@ -26,13 +27,13 @@ void restore_emitter::abandon() {
 }
 
 void restore_emitter::begin_superblock(const superblock_info &sb) {
-  if (in_superblock_ || committed_) throw std::runtime_error("more than one <superblock>");
+  if (in_superblock_ || committed_) throw bad_input_error("more than one <superblock>");
   if (sb.data_block_size < min_data_block_size || sb.data_block_size > max_data_block_size ||
       sb.data_block_size % min_data_block_size)
-    throw std::runtime_error(fmt::format(
+    throw bad_input_error(fmt::format(
         "data_block_size {} is invalid: it must be a multiple of 128 sectors between 128 and 2097152",
         sb.data_block_size));
-  if (sb.time > 0xFFFFFF) throw std::runtime_error(fmt::format("superblock time {} does not fit in 24 bits", sb.time));
+  if (sb.time > 0xFFFFFF) throw bad_input_error(fmt::format("superblock time {} does not fit in 24 bits", sb.time));
   // nr_data_blocks sizes the data space map: check it against the format and
   // this output before anything is allocated or written (a too-small output
   // is refused here, untouched, with the size it needs).
@@ -61,10 +62,10 @@ void restore_emitter::begin_superblock(const superblock_info &sb) {
 }
 
 void restore_emitter::begin_device(const device_info &dev) {
-  if (!in_superblock_) throw std::runtime_error("<device> outside <superblock>");
-  if (in_device_ || in_def_) throw std::runtime_error("nested <device>");
-  if (dev.dev_id > max_dev_id) throw std::runtime_error(fmt::format("dev_id {} is above {}", dev.dev_id, max_dev_id));
-  if (devices_.count(dev.dev_id)) throw std::runtime_error(fmt::format("duplicate dev_id {}", dev.dev_id));
+  if (!in_superblock_) throw bad_input_error("<device> outside <superblock>");
+  if (in_device_ || in_def_) throw bad_input_error("nested <device>");
+  if (dev.dev_id > max_dev_id) throw bad_input_error(fmt::format("dev_id {} is above {}", dev.dev_id, max_dev_id));
+  if (devices_.count(dev.dev_id)) throw bad_input_error(fmt::format("duplicate dev_id {}", dev.dev_id));
   in_device_ = true;
   dev_ = dev;
   dev_mappings_ = 0;
@@ -86,9 +87,9 @@ void restore_emitter::end_device() {
 
 void restore_emitter::map_one(uint64_t origin, uint64_t data, uint32_t time) {
   if (data >= nr_data_blocks_)
-    throw std::runtime_error(
+    throw bad_input_error(
         fmt::format("data block {} is beyond nr_data_blocks ({})", data, nr_data_blocks_));
-  if (time > 0xFFFFFF) throw std::runtime_error(fmt::format("mapping time {} does not fit in 24 bits", time));
+  if (time > 0xFFFFFF) throw bad_input_error(fmt::format("mapping time {} does not fit in 24 bits", time));
   unsigned char v[8];
   store_le64(v, pack_block_time(data, time));
   builder_->add(origin, v);
@@ -98,7 +99,7 @@ void restore_emitter::map_one(uint64_t origin, uint64_t data, uint32_t time) {
 }
 
 void restore_emitter::range_map(uint64_t origin_begin, uint64_t data_begin, uint32_t time, uint64_t len) {
-  if (!builder_) throw std::runtime_error("mapping outside <device> or <def>");
+  if (!builder_) throw bad_input_error("mapping outside <device> or <def>");
   if (!len) return;
   // Checked once for the range (the first bad block is named, as map_one would).
   if (data_begin >= nr_data_blocks_ || len > nr_data_blocks_ - data_begin || time > 0xFFFFFF) {
@@ -117,13 +118,13 @@ void restore_emitter::range_map(uint64_t origin_begin, uint64_t data_begin, uint
 }
 
 void restore_emitter::single_map(uint64_t origin_block, uint64_t data_block, uint32_t time) {
-  if (!builder_) throw std::runtime_error("mapping outside <device> or <def>");
+  if (!builder_) throw bad_input_error("mapping outside <device> or <def>");
   map_one(origin_block, data_block, time);
 }
 
 void restore_emitter::begin_def(const std::string &name) {
-  if (!in_superblock_ || in_device_ || in_def_) throw std::runtime_error("<def> must be directly inside <superblock>");
-  if (defs_.count(name)) throw std::runtime_error(fmt::format("duplicate <def name=\"{}\">", name));
+  if (!in_superblock_ || in_device_ || in_def_) throw bad_input_error("<def> must be directly inside <superblock>");
+  if (defs_.count(name)) throw bad_input_error(fmt::format("duplicate <def name=\"{}\">", name));
   in_def_ = true;
   def_name_ = name;
   builder_ = std::make_unique<btree_builder>(md_->tm(), 8);
@@ -139,15 +140,15 @@ void restore_emitter::end_def() {
 }
 
 void restore_emitter::ref(const std::string &name) {
-  if (!in_device_) throw std::runtime_error("<ref> outside <device>");
+  if (!in_device_) throw bad_input_error("<ref> outside <device>");
   auto it = defs_.find(name);
-  if (it == defs_.end()) throw std::runtime_error(fmt::format("<ref name=\"{}\"> names no <def>", name));
+  if (it == defs_.end()) throw bad_input_error(fmt::format("<ref name=\"{}\"> names no <def>", name));
   for (auto &l : it->second.leaves) builder_->add_leaf(l.block, l.first_key, l.last_key);
   dev_mappings_ += it->second.mappings;
 }
 
 void restore_emitter::end_superblock() {
-  if (!in_superblock_) throw std::runtime_error("</superblock> without <superblock>");
+  if (!in_superblock_) throw bad_input_error("</superblock> without <superblock>");
   transaction_manager &tm = md_->tm();
   // Drop each def's own reference to its leaves: unreferenced defs vanish.
   for (auto &[name, d] : defs_)
@@ -171,6 +172,53 @@ void restore_emitter::end_superblock() {
   stats_.metadata_blocks_used = md_->metadata_sm().nr_allocated();
   committed_ = true;
   in_superblock_ = false;
+}
+
+abandon_unless_committed::~abandon_unless_committed() {
+  if (r_.committed()) return;
+  try {
+    r_.abandon();
+  } catch (const std::exception &e) {
+    if (warn_) warn_(e.what());
+  }
+}
+
+namespace {
+
+// An in-memory device of the largest metadata size that refuses to hold
+// more than `limit` written blocks (blocks never written read as zeroes).
+class bounded_memory_io : public memory_block_io {
+ public:
+  explicit bounded_memory_io(uint64_t limit) : memory_block_io(max_metadata_blocks), limit_(limit) {}
+  void write(block_address b, const void *buf, std::size_t count = 1) override {
+    written_ += count;
+    if (written_ > limit_) throw io_error("sizing the restore would take too much memory");
+    memory_block_io::write(b, buf, count);
+  }
+
+ private:
+  uint64_t limit_, written_ = 0;
+};
+
+}  // namespace
+
+std::optional<uint64_t> metadata_blocks_needed(std::istream &in, const xml_parse_options &opts,
+                                               uint64_t memory_limit) {
+  try {
+    bounded_memory_io io(memory_limit);
+    restore_emitter r(io);
+    parse_xml(in, r, opts);
+    if (!r.committed()) return std::nullopt;
+    // The space map here has bitmaps for the largest device; a device of N
+    // blocks needs ceil(N / entries_per_bitmap) of them.
+    const uint64_t bitmaps_here = (max_metadata_blocks + entries_per_bitmap - 1) / entries_per_bitmap;
+    const uint64_t other = r.stats().metadata_blocks_used - bitmaps_here;
+    uint64_t need = other + 1;
+    while (other + (need + entries_per_bitmap - 1) / entries_per_bitmap > need) need++;
+    return need;
+  } catch (const std::exception &) {
+    return std::nullopt;
+  }
 }
 
 }  // namespace thin

@@ -12,12 +12,16 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <istream>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "thin/ir/emitter.h"
+#include "thin/ir/xml_parser.h"
 #include "thin/format/metadata_writer.h"
 #include "persistent-data/btree.h"
 #include "thin/format/thin_trees.h"
@@ -76,5 +80,29 @@ class restore_emitter : public emitter {
   std::map<uint64_t, device_entry> devices_;
   restore_stats stats_;
 };
+
+// Keeps the rule "a failed write leaves the output superblock zeroed" for a
+// writer that may throw: unless the restore committed by the time the guard
+// goes out of scope, it calls abandon(). abandon() failing is passed to
+// `warn` (a destructor cannot throw; the first error is the one to report).
+class abandon_unless_committed {
+ public:
+  explicit abandon_unless_committed(restore_emitter &r, std::function<void(const std::string &)> warn = {})
+      : r_(r), warn_(std::move(warn)) {}
+  ~abandon_unless_committed();
+  abandon_unless_committed(const abandon_unless_committed &) = delete;
+  abandon_unless_committed &operator=(const abandon_unless_committed &) = delete;
+
+ private:
+  restore_emitter &r_;
+  std::function<void(const std::string &)> warn_;
+};
+
+// The smallest metadata device, in blocks, that the XML on `in` restores
+// into: the input is restored into memory (no files) and the space maps are
+// sized for that many blocks. Nothing when the input does not restore, or
+// when it would take more than `memory_limit` blocks of memory to find out.
+std::optional<uint64_t> metadata_blocks_needed(std::istream &in, const xml_parse_options &opts,
+                                               uint64_t memory_limit = 32768);
 
 }  // namespace thin
