@@ -11,8 +11,10 @@ int thin_audit_main(std::vector<std::string> args);
 int thin_check_main(std::vector<std::string> args);
 int thin_delta_main(std::vector<std::string> args);
 int thin_dump_main(std::vector<std::string> args);
+int thin_extract_main(std::vector<std::string> args);
 int thin_repair_main(std::vector<std::string> args);
 int thin_restore_main(std::vector<std::string> args);
+int thin_trim_main(std::vector<std::string> args);
 int thinkit_simulate_main(std::vector<std::string> args);
 
 }  // namespace tools

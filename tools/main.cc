@@ -23,8 +23,10 @@ const command commands[] = {
     {"thin_check", tools::thin_check_main},
     {"thin_delta", tools::thin_delta_main},
     {"thin_dump", tools::thin_dump_main},
+    {"thin_extract", tools::thin_extract_main},
     {"thin_repair", tools::thin_repair_main},
     {"thin_restore", tools::thin_restore_main},
+    {"thin_trim", tools::thin_trim_main},
     {"simulate", tools::thinkit_simulate_main},
 };
 
