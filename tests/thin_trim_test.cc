@@ -168,6 +168,28 @@ TEST(thin_trim, on_a_kernel_pool_with_a_deleted_snapshot_keeps_exactly_the_block
   EXPECT_EQ(test::read_binary(tmp.file("meta")), test::read_binary(test::fixture_image(s))) << "metadata untouched";
 }
 
+// basic's devices map data blocks 0..63 (its thin_dump.xml); 4096 blocks in all.
+// thin_trim 0.9.0 discards block 63 too (the used block just before the free
+// blocks at the end of the pool), losing its data.
+TEST(thin_trim, keeps_the_last_used_block_before_the_final_free_run) {
+  test::temp_dir tmp;
+  if (!can_punch_holes(tmp.path())) GTEST_SKIP() << "the temporary file system cannot punch holes";
+  const auto mapped = mapped_in_xml("basic");
+  ASSERT_EQ(mapped.size(), 64u);
+  ASSERT_EQ(*mapped.rbegin(), 63u);
+  fs::copy_file(test::fixture_image("basic"), tmp.file("meta"));
+  {
+    // Sparse, except blocks 56..71 around the end of the used ones.
+    std::ofstream d(tmp.file("data"), std::ios::binary);
+    d.seekp(static_cast<std::streamoff>(56 * block_bytes));
+    d << std::string(16 * block_bytes, '\xee');
+  }
+  fs::resize_file(tmp.file("data"), 4096 * block_bytes);
+  auto r = test::run_tool("thin_trim", {"--metadata-dev", tmp.file("meta"), "--data-dev", tmp.file("data")});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(data_blocks_of(tmp.file("data")), (std::set<uint64_t>{56, 57, 58, 59, 60, 61, 62, 63}));
+}
+
 TEST(thin_trim, on_corrupt_metadata_fails_before_discarding_anything) {
   test::temp_dir tmp;
   small_pool p;

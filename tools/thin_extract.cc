@@ -53,12 +53,18 @@ uint64_t device_size(int fd, const struct stat &st, const std::string &path) {
 // The data device; errors name its path.
 class data_device : public thin::data_reader {
  public:
-  explicit data_device(const std::string &path) : path_(path) {
+  // `exclusive`: O_EXCL on a block device, so an active pool's data device
+  // (which the kernel holds) is refused.
+  data_device(const std::string &path, bool exclusive) : path_(path) {
     struct stat st;
     if (::stat(path.c_str(), &st) != 0) throw usage_error(fmt::format("{}: {}", path, std::strerror(errno)));
     if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
       throw usage_error(fmt::format("{}: not a regular file or block device", path));
-    fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | (S_ISBLK(st.st_mode) && exclusive ? O_EXCL : 0));
+    if (fd_ < 0 && errno == EBUSY)
+      throw usage_error(fmt::format("{}: device is in use (is the pool active? use -m to read through a metadata "
+                                    "snapshot)",
+                                    path));
     if (fd_ < 0) throw usage_error(fmt::format("{}: cannot open: {}", path, std::strerror(errno)));
     reader_ = std::make_unique<thin::fd_data_reader>(fd_, device_size(fd_, st, path));
     ::posix_fadvise(fd_, 0, 0, POSIX_FADV_SEQUENTIAL);
@@ -197,7 +203,7 @@ int thin_extract_main(std::vector<std::string> args) {
         throw usage_error(fmt::format("{}: not a directory (--all writes one file per device into it)", output));
     }
 
-    data_device data(data_path);
+    data_device data(data_path, !snap);
     thin::open_volume open = [&](uint64_t id) -> std::unique_ptr<thin::volume_writer> {
       return std::make_unique<output_volume>(all ? fmt::format("{}/{}", output, id) : output, data_path, meta_path);
     };
