@@ -182,18 +182,19 @@ TEST(thin_extract, with_a_mapping_leaf_zeroed_it_writes_every_other_block_names_
   ASSERT_TRUE(keys.end);
 
   test::temp_dir tmp;
-  const std::string size = std::to_string(entry.sectors * 512);
+  // The device up to a few blocks past the lost range (the whole device's
+  // extraction is checked against the kernel's hash above).
+  const uint64_t bb = uint64_t{L.sb.data_block_size} * 512;
+  const std::string size = std::to_string(std::min<uint64_t>(entry.sectors * 512, (*keys.end + 8) * bb));
   const std::string good = tmp.file("good"), bad = tmp.file("bad"), meta = tmp.file("meta");
   auto r = test::run_tool("thin_extract", {"--data-dev", data_image(s), "--dev-id", "1", "--size", size, "-o", good,
                                            test::fixture_image(s)});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  ASSERT_EQ(sha256_of(good), entry.sha256);
 
   std::fill(img.block(leaf), img.block(leaf) + dmg::bsize, 0);
   test::write_binary(meta, img.bytes);
   r = test::run_tool("thin_extract", {"--data-dev", data_image(s), "--dev-id", "1", "--size", size, "-o", bad, meta});
   EXPECT_EQ(r.exit_code, 1);
-  const uint64_t bb = uint64_t{L.sb.data_block_size} * 512;
   const std::string named = "device 1: blocks " + std::to_string(keys.begin) + ".." + std::to_string(*keys.end - 1) +
                             " (bytes " + std::to_string(keys.begin * bb) + ".." + std::to_string(*keys.end * bb - 1) +
                             ")";
