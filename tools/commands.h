@@ -16,6 +16,8 @@ int thin_metadata_unpack_main(std::vector<std::string> args);
 int thin_repair_main(std::vector<std::string> args);
 int thin_restore_main(std::vector<std::string> args);
 int thin_shrink_main(std::vector<std::string> args);
+int thin_extract_main(std::vector<std::string> args);
+int thin_trim_main(std::vector<std::string> args);
 int thinkit_simulate_main(std::vector<std::string> args);
 
 }  // namespace tools

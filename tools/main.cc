@@ -28,6 +28,8 @@ const command commands[] = {
     {"thin_repair", tools::thin_repair_main},
     {"thin_restore", tools::thin_restore_main},
     {"thin_shrink", tools::thin_shrink_main},
+    {"thin_extract", tools::thin_extract_main},
+    {"thin_trim", tools::thin_trim_main},
     {"simulate", tools::thinkit_simulate_main},
 };
 

@@ -16,6 +16,7 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include "cli.h"
 #include "commands.h"
 #include "thin/format/superblock.h"
 #include "thin/ir/xml_parser.h"
@@ -107,7 +108,7 @@ int thin_shrink_main(std::vector<std::string> args) {
 
   try {
     thin::shrink_options opts;
-    opts.nr_blocks = parse_u64(nr_blocks, "--nr-blocks");
+    opts.nr_blocks = cli::parse_number("--nr-blocks", nr_blocks);
     opts.copy_data = !no_copy;
     if (same_file(input, output)) throw usage_error(fmt::format("{}: input and output are the same file", output));
     if (!data_path.empty() && (same_file(data_path, input) || same_file(data_path, output)))

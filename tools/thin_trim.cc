@@ -1,0 +1,138 @@
+// thin_trim: discard the data-device ranges a pool's metadata does not use,
+// with thin_trim 0.9.0's command line. Opens both devices, runs
+// thin::trim_data_device (which checks the metadata first and discards
+// nothing when it is damaged), maps the result to an exit code.
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include "commands.h"
+#include "persistent-data/errors.h"
+#include "thin/format/superblock.h"
+#include "thin/trim/trim.h"
+#include "tool_support.h"
+
+namespace tools {
+
+namespace {
+
+// 0.9.0's usage text.
+const char *trim_usage =
+    "Usage: thin_trim [options] --metadata-dev {device|file} --data-dev {device|file}\n"
+    "Options:\n"
+    "  {-h|--help}\n"
+    "  {-V|--version}\n";
+
+// The data device, opened for discards (O_EXCL on a block device).
+class data_device {
+ public:
+  explicit data_device(const std::string &path) {
+    struct stat st;
+    if (::stat(path.c_str(), &st) != 0) throw usage_error(fmt::format("{}: {}", path, std::strerror(errno)));
+    const bool blockdev = S_ISBLK(st.st_mode);
+    if (!blockdev && !S_ISREG(st.st_mode))
+      throw usage_error(fmt::format("{}: not a regular file or block device", path));
+    fd_ = ::open(path.c_str(), O_WRONLY | O_CLOEXEC | (blockdev ? O_EXCL : 0));
+    if (fd_ < 0) {
+      if (blockdev && errno == EBUSY)
+        throw usage_error(fmt::format("{}: device is in use (is the pool active?)", path));
+      throw usage_error(fmt::format("{}: cannot open for writing: {}", path, std::strerror(errno)));
+    }
+    uint64_t size = static_cast<uint64_t>(st.st_size);
+    if (blockdev && ::ioctl(fd_, BLKGETSIZE64, &size) != 0) {
+      int e = errno;
+      ::close(fd_);
+      throw usage_error(fmt::format("{}: cannot read the device size: {}", path, std::strerror(e)));
+    }
+    target_ = std::make_unique<thin::fd_discard_target>(fd_, size, blockdev);
+  }
+  ~data_device() { ::close(fd_); }
+  thin::discard_target &target() { return *target_; }
+
+ private:
+  int fd_ = -1;
+  std::unique_ptr<thin::fd_discard_target> target_;
+};
+
+}  // namespace
+
+int thin_trim_main(std::vector<std::string> args) {
+  bool help = false, version = false, pool_inactive = false;
+  std::string meta_path, data_path;
+  std::vector<std::string> extra;
+
+  CLI::App app{"thin_trim"};
+  app.set_help_flag();
+  app.add_flag("-h,--help", help);
+  app.add_flag("-V,--version", version);
+  app.add_option("--metadata-dev", meta_path)->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  app.add_option("--data-dev", data_path)->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  // 0.9.0 still accepts it; the metadata device is opened exclusively anyway.
+  app.add_flag("--pool-inactive", pool_inactive);
+  app.add_option("extra", extra);
+
+  try {
+    std::vector<std::string> rev(args.rbegin(), args.rend() - 1);
+    app.parse(rev);
+  } catch (const CLI::ParseError &e) {
+    std::cerr << "thin_trim: " << e.what() << "\n" << trim_usage;
+    return exit_failure;
+  }
+  if (help) {
+    std::cout << trim_usage;
+    return exit_ok;
+  }
+  if (version) {
+    std::cout << version_string() << "\n";
+    return exit_ok;
+  }
+  auto usage_fail = [](const std::string &msg) {
+    std::cerr << "thin_trim: " << msg << "\n" << trim_usage;
+    return exit_failure;
+  };
+  if (meta_path.empty()) return usage_fail("no metadata device given (--metadata-dev)");
+  if (data_path.empty()) return usage_fail("no data device given (--data-dev)");
+  if (!extra.empty()) return usage_fail(fmt::format("unexpected argument '{}'", extra[0]));
+
+  try {
+    if (same_file(meta_path, data_path))
+      throw usage_error(fmt::format("{}: the metadata and the data device are the same file", data_path));
+    auto io = open_metadata(meta_path, {false, true});
+    data_device data(data_path);
+    thin::trim_result r;
+    try {
+      r = thin::trim_data_device(*io, data.target());
+    } catch (const thin::metadata_error &e) {
+      throw usage_error(fmt::format("{}: {}", meta_path, e.what()));
+    } catch (const pdata::io_error &e) {
+      throw usage_error(fmt::format("{}: {}", meta_path, e.what()));
+    } catch (const std::exception &e) {
+      throw usage_error(fmt::format("{}: {}", data_path, e.what()));
+    }
+    if (r.refused) {
+      std::cerr << "thin_trim: nothing was discarded: " << r.problems.front() << "\n";
+      for (std::size_t i = 1; i < r.problems.size(); i++) std::cerr << "thin_trim:   " << r.problems[i] << "\n";
+      if (r.nr_data_blocks == 0)
+        std::cerr << "thin_trim: " << meta_path << ": the metadata is damaged; run thin_check\n";
+      return exit_failure;
+    }
+    return exit_ok;
+  } catch (const usage_error &e) {
+    std::cerr << "thin_trim: " << e.what() << "\n";
+    return exit_failure;
+  } catch (const std::exception &e) {
+    std::cerr << "thin_trim: " << meta_path << ": " << e.what() << "\n";
+    return exit_failure;
+  }
+}
+
+}  // namespace tools
