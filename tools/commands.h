@@ -13,6 +13,9 @@ int thin_delta_main(std::vector<std::string> args);
 int thin_dump_main(std::vector<std::string> args);
 int thin_repair_main(std::vector<std::string> args);
 int thin_restore_main(std::vector<std::string> args);
+int thin_ls_main(std::vector<std::string> args);
+int thin_rmap_main(std::vector<std::string> args);
+int thin_metadata_size_main(std::vector<std::string> args);
 int thinkit_simulate_main(std::vector<std::string> args);
 
 }  // namespace tools

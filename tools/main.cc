@@ -25,6 +25,9 @@ const command commands[] = {
     {"thin_dump", tools::thin_dump_main},
     {"thin_repair", tools::thin_repair_main},
     {"thin_restore", tools::thin_restore_main},
+    {"thin_ls", tools::thin_ls_main},
+    {"thin_rmap", tools::thin_rmap_main},
+    {"thin_metadata_size", tools::thin_metadata_size_main},
     {"simulate", tools::thinkit_simulate_main},
 };
 
