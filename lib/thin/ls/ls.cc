@@ -136,6 +136,7 @@ std::map<uint64_t, uint64_t> count_exclusive_blocks(block_cache &cache,
   std::unordered_map<block_address, uint32_t> index;
   std::vector<uint32_t> children;
   std::vector<uint32_t> todo;
+  data_counts counts;
 
   auto node_of = [&](block_address b) -> uint32_t {
     auto [it, fresh] = index.emplace(b, static_cast<uint32_t>(nodes.size()));
@@ -165,7 +166,9 @@ std::map<uint64_t, uint64_t> count_exclusive_blocks(block_cache &cache,
     if (auto err = validate_btree_node(buf->raw(), b, 8)) mapping_damage(b, *err);
     btree_node_view n(buf->raw());
     if (n.is_leaf()) {
+      // Counted once here; a leaf more devices reach is topped up below.
       nodes[i].leaf = true;
+      for (uint32_t e = 0; e < n.nr_entries(); e++) counts.add(unpack_block(n.value64(e)), 1);
       continue;
     }
     nodes[i].first_child = static_cast<uint32_t>(children.size());
@@ -195,14 +198,16 @@ std::map<uint64_t, uint64_t> count_exclusive_blocks(block_cache &cache,
     mapping_damage(it->block, "the node is its own descendant (a cycle)");
   }
 
-  // Leaves in disk order: counts, then each leaf's blocks mapped once.
+  // Leaves in disk order. Those several paths reach: their blocks are
+  // shared, so their counts are topped up (and none of theirs is exclusive).
+  // Then the others: their blocks mapped once. Each leaf is read twice.
   std::vector<uint32_t> leaves;
   for (uint32_t i = 0; i < nodes.size(); i++)
     if (nodes[i].leaf) leaves.push_back(i);
   std::sort(leaves.begin(), leaves.end(), [&](uint32_t a, uint32_t b) { return nodes[a].block < nodes[b].block; });
-  data_counts counts;
-  for (int pass = 0; pass < 2; pass++)
+  for (bool shared_pass : {true, false})
     for (uint32_t i : leaves) {
+      if ((nodes[i].paths > 1) != shared_pass) continue;
       block_ref buf;
       try {
         buf = cache.read(nodes[i].block);
@@ -212,8 +217,8 @@ std::map<uint64_t, uint64_t> count_exclusive_blocks(block_cache &cache,
       btree_node_view n(buf->raw());
       for (uint32_t e = 0; e < n.nr_entries(); e++) {
         uint64_t data = unpack_block(n.value64(e));
-        if (pass == 0)
-          counts.add(data, nodes[i].paths);
+        if (shared_pass)
+          counts.add(data, nodes[i].paths - 1);
         else if (counts.get(data) == 1)
           nodes[i].exclusive++;
       }

@@ -3,15 +3,16 @@
 // thin_ls 0.9.0 prints it, byte for byte.
 //
 // Exclusive blocks (mapped by this device only) need every data block's
-// reference count across all devices. count_exclusive_blocks() reads each
-// mapping-tree node once however many devices share it: the nodes form a DAG
-// (snapshots share subtrees), the number of device paths reaching each node
-// is propagated in topological order, each distinct leaf adds that number to
-// its data blocks' counts (2 bits a block, saturating at "2 or more"), and a
-// second look at each leaf counts its blocks referenced exactly once; those
-// totals are summed bottom-up, once per node, so a device's exclusive count
-// is its root's total. A pool with 1,000 snapshots of one origin costs about
-// what the origin alone does.
+// reference count across all devices. count_exclusive_blocks() treats the
+// mapping trees as one DAG (snapshots share subtrees) and reads each node
+// once to find it, counting each leaf's blocks once (2 bits a block,
+// saturating at "2 or more"). The number of device paths reaching each node
+// is then propagated in topological order; a leaf several paths reach is
+// read again to top up its blocks' counts (none of them is exclusive), and
+// every other leaf once more to count its blocks referenced exactly once.
+// Those totals are summed bottom-up, once per node, so a device's exclusive
+// count is its root's total. A pool with 1,000 snapshots of one origin costs
+// about what the origin alone does.
 #pragma once
 
 #include <cstdint>
