@@ -219,6 +219,8 @@ TEST(install, every_linked_tool_has_a_man_page_and_a_completion_covering_its_opt
   ASSERT_NE(std::find(tools.begin(), tools.end(), "thin_dump"), tools.end());
   ASSERT_NE(std::find(tools.begin(), tools.end(), "thin_extract"), tools.end());
   ASSERT_NE(std::find(tools.begin(), tools.end(), "thin_trim"), tools.end());
+  for (const char *t : {"thin_ls", "thin_rmap", "thin_metadata_size"})
+    ASSERT_NE(std::find(tools.begin(), tools.end(), t), tools.end()) << t;
   EXPECT_TRUE(test::file_exists(source_dir() / "completions" / "thinkit"));
 
   // Options as the usage text spells them: {-q|--quiet}, {--dev-id}.

@@ -18,6 +18,9 @@ int thin_restore_main(std::vector<std::string> args);
 int thin_shrink_main(std::vector<std::string> args);
 int thin_extract_main(std::vector<std::string> args);
 int thin_trim_main(std::vector<std::string> args);
+int thin_ls_main(std::vector<std::string> args);
+int thin_rmap_main(std::vector<std::string> args);
+int thin_metadata_size_main(std::vector<std::string> args);
 int thinkit_simulate_main(std::vector<std::string> args);
 
 }  // namespace tools

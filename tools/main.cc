@@ -30,6 +30,9 @@ const command commands[] = {
     {"thin_shrink", tools::thin_shrink_main},
     {"thin_extract", tools::thin_extract_main},
     {"thin_trim", tools::thin_trim_main},
+    {"thin_ls", tools::thin_ls_main},
+    {"thin_rmap", tools::thin_rmap_main},
+    {"thin_metadata_size", tools::thin_metadata_size_main},
     {"simulate", tools::thinkit_simulate_main},
 };
 

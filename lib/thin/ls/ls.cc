@@ -1,0 +1,352 @@
+// thin_ls: device table and the one-pass exclusive-block count (see ls.h).
+#include "thin/ls/ls.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <memory>
+#include <stdexcept>
+#include <unordered_map>
+
+#include "persistent-data/btree_node.h"
+#include "persistent-data/errors.h"
+#include "thin/format/superblock.h"
+#include "thin/format/thin_trees.h"
+
+namespace thin {
+
+using namespace pdata;
+
+const std::vector<std::pair<ls_field, const char *>> &ls_field_names() {
+  static const std::vector<std::pair<ls_field, const char *>> names{
+      {ls_field::dev, "DEV"},
+      {ls_field::mapped_blocks, "MAPPED_BLOCKS"},
+      {ls_field::exclusive_blocks, "EXCLUSIVE_BLOCKS"},
+      {ls_field::shared_blocks, "SHARED_BLOCKS"},
+      {ls_field::mapped_sectors, "MAPPED_SECTORS"},
+      {ls_field::exclusive_sectors, "EXCLUSIVE_SECTORS"},
+      {ls_field::shared_sectors, "SHARED_SECTORS"},
+      {ls_field::mapped_bytes, "MAPPED_BYTES"},
+      {ls_field::exclusive_bytes, "EXCLUSIVE_BYTES"},
+      {ls_field::shared_bytes, "SHARED_BYTES"},
+      {ls_field::mapped, "MAPPED"},
+      {ls_field::exclusive, "EXCLUSIVE"},
+      {ls_field::shared, "SHARED"},
+      {ls_field::transaction, "TRANSACTION"},
+      {ls_field::create_time, "CREATE_TIME"},
+      {ls_field::snap_time, "SNAP_TIME"},
+  };
+  return names;
+}
+
+std::vector<ls_field> parse_ls_fields(const std::string &list) {
+  // Split as getline(',') does: "A," is one item, "A,,B" has an empty one.
+  std::vector<ls_field> fields;
+  std::size_t pos = 0;
+  while (pos < list.size()) {
+    std::size_t comma = list.find(',', pos);
+    if (comma == std::string::npos) comma = list.size();
+    std::string item = list.substr(pos, comma - pos);
+    auto &names = ls_field_names();
+    auto it = std::find_if(names.begin(), names.end(), [&](auto &n) { return item == n.second; });
+    if (it == names.end()) throw std::invalid_argument(fmt::format("unknown field '{}'", item));
+    fields.push_back(it->first);
+    pos = comma + 1;
+  }
+  return fields;
+}
+
+std::string format_sectors(uint64_t sectors) {
+  static const char *units[] = {"", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+  uint64_t n = sectors * 512;
+  unsigned i = 0;
+  while (n > 1024ull * 1024) {
+    n /= 1024;
+    i++;
+  }
+  if (n > 8 * 1024) {
+    n = static_cast<uint64_t>(std::round(static_cast<double>(n) / 1024.0));
+    i++;
+  }
+  return fmt::format("{}{}", n, units[std::min<unsigned>(i, 6)]);
+}
+
+namespace {
+
+// 2-bit saturating counts (0, 1, 2 = "2 or more") of data blocks, in pages
+// allocated as blocks are met: memory follows the mappings read, never a
+// block number taken from the metadata.
+class data_counts {
+ public:
+  void add(uint64_t b, uint64_t n) {
+    unsigned char &byte = slot(b, true);
+    unsigned shift = static_cast<unsigned>(b & 3) * 2;
+    uint64_t v = (byte >> shift) & 3u;
+    uint64_t nv = std::min<uint64_t>(2, v + n);
+    byte = static_cast<unsigned char>((byte & ~(3u << shift)) | (nv << shift));
+  }
+  unsigned get(uint64_t b) {
+    unsigned char &byte = slot(b, false);
+    return (byte >> (static_cast<unsigned>(b & 3) * 2)) & 3u;
+  }
+
+ private:
+  static constexpr unsigned page_shift = 16;  // 65536 blocks, 16 KiB a page
+  unsigned char &slot(uint64_t b, bool create) {
+    uint64_t page = b >> page_shift;
+    if (!last_ || page != last_page_) {
+      auto it = pages_.find(page);
+      if (it == pages_.end()) {
+        if (!create) {
+          zero_ = 0;
+          return zero_;
+        }
+        it = pages_.emplace(page, std::make_unique<unsigned char[]>(std::size_t(1) << (page_shift - 2))).first;
+      }
+      last_ = it->second.get();
+      last_page_ = page;
+    }
+    return last_[(b & ((uint64_t(1) << page_shift) - 1)) >> 2];
+  }
+  std::unordered_map<uint64_t, std::unique_ptr<unsigned char[]>> pages_;
+  unsigned char *last_ = nullptr;
+  uint64_t last_page_ = 0;
+  unsigned char zero_ = 0;
+};
+
+struct node_info {
+  block_address block = 0;
+  bool leaf = false;
+  uint32_t first_child = 0, nr_children = 0;  // into the children list
+  uint64_t indegree = 0;
+  uint64_t paths = 0;      // device paths reaching this node
+  uint64_t exclusive = 0;  // mappings below it whose block only one path maps
+};
+
+[[noreturn]] void mapping_damage(block_address b, const std::string &why) {
+  throw metadata_error(fmt::format("mapping tree: block {}: {}", b, why));
+}
+
+}  // namespace
+
+std::map<uint64_t, uint64_t> count_exclusive_blocks(block_cache &cache,
+                                                    const std::map<uint64_t, block_address> &roots) {
+  std::vector<node_info> nodes;
+  std::unordered_map<block_address, uint32_t> index;
+  std::vector<uint32_t> children;
+  std::vector<uint32_t> todo;
+  data_counts counts;
+
+  auto node_of = [&](block_address b) -> uint32_t {
+    auto [it, fresh] = index.emplace(b, static_cast<uint32_t>(nodes.size()));
+    if (fresh) {
+      if (b >= cache.nr_blocks())
+        mapping_damage(b, fmt::format("node beyond the end of the metadata ({} blocks)", cache.nr_blocks()));
+      node_info n;
+      n.block = b;
+      nodes.push_back(n);
+      todo.push_back(it->second);
+    }
+    return it->second;
+  };
+
+  // Discover every node once: internal nodes record their children.
+  for (auto &[dev, root] : roots) nodes[node_of(root)].paths++;
+  while (!todo.empty()) {
+    uint32_t i = todo.back();
+    todo.pop_back();
+    block_address b = nodes[i].block;
+    block_ref buf;
+    try {
+      buf = cache.read(b);
+    } catch (const io_error &e) {
+      mapping_damage(b, e.what());
+    }
+    if (auto err = validate_btree_node(buf->raw(), b, 8)) mapping_damage(b, *err);
+    btree_node_view n(buf->raw());
+    if (n.is_leaf()) {
+      // Counted once here; a leaf more devices reach is topped up below.
+      nodes[i].leaf = true;
+      for (uint32_t e = 0; e < n.nr_entries(); e++) counts.add(unpack_block(n.value64(e)), 1);
+      continue;
+    }
+    nodes[i].first_child = static_cast<uint32_t>(children.size());
+    nodes[i].nr_children = n.nr_entries();
+    for (uint32_t e = 0; e < n.nr_entries(); e++) {
+      uint32_t c = node_of(n.value64(e));
+      children.push_back(c);
+      nodes[c].indegree++;
+    }
+  }
+
+  // Paths, in topological order (a node is done when all its parents are).
+  std::vector<uint32_t> order;
+  order.reserve(nodes.size());
+  for (uint32_t i = 0; i < nodes.size(); i++)
+    if (nodes[i].indegree == 0) order.push_back(i);
+  for (std::size_t k = 0; k < order.size(); k++) {
+    const node_info &n = nodes[order[k]];
+    for (uint32_t j = 0; j < n.nr_children; j++) {
+      node_info &c = nodes[children[n.first_child + j]];
+      c.paths = std::min<uint64_t>(c.paths + n.paths, uint64_t(1) << 62);
+      if (--c.indegree == 0) order.push_back(children[n.first_child + j]);
+    }
+  }
+  if (order.size() != nodes.size()) {
+    auto it = std::find_if(nodes.begin(), nodes.end(), [](const node_info &n) { return n.indegree != 0; });
+    mapping_damage(it->block, "the node is its own descendant (a cycle)");
+  }
+
+  // Leaves in disk order. Those several paths reach: their blocks are
+  // shared, so their counts are topped up (and none of theirs is exclusive).
+  // Then the others: their blocks mapped once. Each leaf is read twice.
+  std::vector<uint32_t> leaves;
+  for (uint32_t i = 0; i < nodes.size(); i++)
+    if (nodes[i].leaf) leaves.push_back(i);
+  std::sort(leaves.begin(), leaves.end(), [&](uint32_t a, uint32_t b) { return nodes[a].block < nodes[b].block; });
+  for (bool shared_pass : {true, false})
+    for (uint32_t i : leaves) {
+      if ((nodes[i].paths > 1) != shared_pass) continue;
+      block_ref buf;
+      try {
+        buf = cache.read(nodes[i].block);
+      } catch (const io_error &e) {
+        mapping_damage(nodes[i].block, e.what());
+      }
+      btree_node_view n(buf->raw());
+      for (uint32_t e = 0; e < n.nr_entries(); e++) {
+        uint64_t data = unpack_block(n.value64(e));
+        if (shared_pass)
+          counts.add(data, nodes[i].paths - 1);
+        else if (counts.get(data) == 1)
+          nodes[i].exclusive++;
+      }
+    }
+
+  // Sums bottom-up, each node once.
+  for (auto k = order.size(); k-- > 0;) {
+    node_info &n = nodes[order[k]];
+    for (uint32_t j = 0; j < n.nr_children; j++) n.exclusive += nodes[children[n.first_child + j]].exclusive;
+  }
+
+  std::map<uint64_t, uint64_t> result;
+  for (auto &[dev, root] : roots) result[dev] = nodes[index.at(root)].exclusive;
+  return result;
+}
+
+namespace {
+
+bool needs_exclusive(const std::vector<ls_field> &fields) {
+  for (ls_field f : fields) switch (f) {
+      case ls_field::exclusive_blocks:
+      case ls_field::shared_blocks:
+      case ls_field::exclusive_sectors:
+      case ls_field::shared_sectors:
+      case ls_field::exclusive_bytes:
+      case ls_field::shared_bytes:
+      case ls_field::exclusive:
+      case ls_field::shared:
+        return true;
+      default:
+        break;
+    }
+  return false;
+}
+
+std::string cell(ls_field f, uint64_t dev, const device_details &d, uint64_t exclusive, uint64_t block_size) {
+  uint64_t shared = d.mapped_blocks - exclusive;  // wraps on inconsistent metadata, as 0.9.0
+  switch (f) {
+    case ls_field::dev:
+      return std::to_string(dev);
+    case ls_field::mapped_blocks:
+      return std::to_string(d.mapped_blocks);
+    case ls_field::exclusive_blocks:
+      return std::to_string(exclusive);
+    case ls_field::shared_blocks:
+      return std::to_string(shared);
+    case ls_field::mapped_sectors:
+      return std::to_string(d.mapped_blocks * block_size);
+    case ls_field::exclusive_sectors:
+      return std::to_string(exclusive * block_size);
+    case ls_field::shared_sectors:
+      return std::to_string(shared * block_size);
+    case ls_field::mapped_bytes:
+      return std::to_string(d.mapped_blocks * block_size * 512);
+    case ls_field::exclusive_bytes:
+      return std::to_string(exclusive * block_size * 512);
+    case ls_field::shared_bytes:
+      return std::to_string(shared * block_size * 512);
+    case ls_field::mapped:
+      return format_sectors(d.mapped_blocks * block_size);
+    case ls_field::exclusive:
+      return format_sectors(exclusive * block_size);
+    case ls_field::shared:
+      return format_sectors(shared * block_size);
+    case ls_field::transaction:
+      return std::to_string(d.transaction_id);
+    case ls_field::create_time:
+      return std::to_string(d.creation_time);
+    case ls_field::snap_time:
+      return std::to_string(d.snapshotted_time);
+  }
+  return {};
+}
+
+}  // namespace
+
+void ls_metadata(block_io &io, const ls_options &opts, text_sink &out) {
+  auto [sb, nr_data_blocks] = select_superblock(io, opts.use_metadata_snap, opts.metadata_snap_location);
+  (void)nr_data_blocks;
+  block_cache cache(io);
+  auto details = read_details_tree(cache, sb.details_root, [](const btree_damage &d) {
+    throw metadata_error(fmt::format("device details tree: block {}: {}", d.block, d.what));
+  });
+
+  std::map<uint64_t, uint64_t> exclusive;
+  if (needs_exclusive(opts.fields)) {
+    auto top = read_mapping_top_level(cache, sb.mapping_root, [](const btree_damage &d) {
+      throw metadata_error(fmt::format("mapping tree: block {}: {}", d.block, d.what));
+    });
+    std::map<uint64_t, block_address> roots;
+    for (auto &[dev, root] : top)
+      if (details.count(dev)) roots[dev] = root;
+    for (auto &[dev, d] : details)
+      if (!roots.count(dev)) throw metadata_error(fmt::format("device {} has no mapping tree", dev));
+    exclusive = count_exclusive_blocks(cache, roots);
+  }
+
+  // 0.9.0's grid: every column right-aligned to its widest cell, each cell
+  // followed by one space.
+  std::vector<std::vector<std::string>> rows;
+  if (opts.headers) {
+    std::vector<std::string> head;
+    for (ls_field f : opts.fields)
+      for (auto &n : ls_field_names())
+        if (n.first == f) head.push_back(n.second);
+    rows.push_back(std::move(head));
+  }
+  for (auto &[dev, d] : details) {
+    std::vector<std::string> row;
+    uint64_t ex = exclusive.count(dev) ? exclusive[dev] : 0;
+    for (ls_field f : opts.fields) row.push_back(cell(f, dev, d, ex, sb.data_block_size));
+    rows.push_back(std::move(row));
+  }
+  std::vector<std::size_t> widths(opts.fields.size(), 0);
+  for (auto &r : rows)
+    for (std::size_t i = 0; i < r.size(); i++) widths[i] = std::max(widths[i], r[i].size());
+  std::string text;
+  for (auto &r : rows) {
+    if (r.empty()) continue;
+    for (std::size_t i = 0; i < r.size(); i++) {
+      text.append(widths[i] - r[i].size(), ' ');
+      text += r[i];
+      text += ' ';
+    }
+    text += '\n';
+  }
+  out.write(text.data(), text.size());
+  out.flush();
+}
+
+}  // namespace thin

@@ -1,0 +1,81 @@
+// thin_ls's library side: one row per thin device (mapped, exclusive and
+// shared blocks in several units, transaction id, times), laid out as
+// thin_ls 0.9.0 prints it, byte for byte.
+//
+// Exclusive blocks (mapped by this device only) need every data block's
+// reference count across all devices. count_exclusive_blocks() treats the
+// mapping trees as one DAG (snapshots share subtrees) and reads each node
+// once to find it, counting each leaf's blocks once (2 bits a block,
+// saturating at "2 or more"). The number of device paths reaching each node
+// is then propagated in topological order; a leaf several paths reach is
+// read again to top up its blocks' counts (none of them is exclusive), and
+// every other leaf once more to count its blocks referenced exactly once.
+// Those totals are summed bottom-up, once per node, so a device's exclusive
+// count is its root's total. A pool with 1,000 snapshots of one origin costs
+// about what the origin alone does.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "persistent-data/block_cache.h"
+#include "persistent-data/block_io.h"
+#include "thin/ir/text_sink.h"
+
+namespace thin {
+
+// The columns, in 0.9.0's order (its usage lists them so).
+enum class ls_field {
+  dev,
+  mapped_blocks,
+  exclusive_blocks,
+  shared_blocks,
+  mapped_sectors,
+  exclusive_sectors,
+  shared_sectors,
+  mapped_bytes,
+  exclusive_bytes,
+  shared_bytes,
+  mapped,
+  exclusive,
+  shared,
+  transaction,
+  create_time,
+  snap_time,
+};
+
+// Every field with its name, in order.
+const std::vector<std::pair<ls_field, const char *>> &ls_field_names();
+
+// Parses a comma-separated list ("DEV,MAPPED"). Throws std::invalid_argument
+// naming the first unknown field.
+std::vector<ls_field> parse_ls_fields(const std::string &list);
+
+struct ls_options {
+  std::vector<ls_field> fields{ls_field::dev, ls_field::mapped, ls_field::create_time, ls_field::snap_time};
+  bool headers = true;
+  // List the devices of the metadata snapshot instead of the live metadata.
+  // An explicit location must match the one the superblock records.
+  bool use_metadata_snap = false;
+  std::optional<uint64_t> metadata_snap_location;
+};
+
+// A size in sectors as 0.9.0 prints it: "0", "1023KiB", "64MiB", ... (whole
+// numbers; the value is shifted down by 1024 while above 1 MiB of units, then
+// rounded to the next unit when above 8192).
+std::string format_sectors(uint64_t sectors);
+
+// Blocks mapped by exactly one device (counting every device path to a leaf),
+// for each of `roots` (dev_id -> mapping subtree root). Throws metadata_error
+// on damage (an unreadable or invalid node, a cycle), naming the node.
+std::map<uint64_t, uint64_t> count_exclusive_blocks(pdata::block_cache &cache,
+                                                    const std::map<uint64_t, pdata::block_address> &roots);
+
+// Prints the table for the metadata on `io`. Throws metadata_error (nothing
+// printed) when the metadata cannot be read.
+void ls_metadata(pdata::block_io &io, const ls_options &opts, text_sink &out);
+
+}  // namespace thin
