@@ -17,6 +17,7 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include "cli.h"
 #include "commands.h"
 #include "persistent-data/errors.h"
 #include "thin/extract/extract.h"
@@ -189,10 +190,10 @@ int thin_extract_main(std::vector<std::string> args) {
 
   const std::string &meta_path = inputs[0];
   try {
-    if (!all) opts.dev_id = parse_u64(dev_id, "--dev-id");
-    if (!size.empty()) opts.size = parse_u64(size, "--size");
+    if (!all) opts.dev_id = cli::parse_number("--dev-id", dev_id);
+    if (!size.empty()) opts.size = cli::parse_number("--size", size);
     opts.use_metadata_snap = snap;
-    if (!snap_value.empty()) opts.metadata_snap_location = parse_u64(snap_value, "--metadata-snap");
+    if (!snap_value.empty()) opts.metadata_snap_location = cli::parse_number("--metadata-snap", snap_value);
     if (same_file(data_path, meta_path))
       throw usage_error(fmt::format("{}: the data device and the metadata are the same file", data_path));
     if (all) {

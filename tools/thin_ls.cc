@@ -7,6 +7,7 @@
 #include <CLI/CLI.hpp>
 #include <iostream>
 
+#include "cli.h"
 #include "commands.h"
 #include "thin/format/superblock.h"
 #include "thin/ls/ls.h"
@@ -81,7 +82,7 @@ int thin_ls_main(std::vector<std::string> args) {
     }
     opts.headers = !no_headers;
     opts.use_metadata_snap = snap;
-    if (!snap_value.empty()) opts.metadata_snap_location = parse_u64(snap_value, "--metadata-snap");
+    if (!snap_value.empty()) opts.metadata_snap_location = cli::parse_number("--metadata-snap", snap_value);
 
     const std::string &path = inputs[0];
     auto io = open_metadata(path, {false, !snap});
