@@ -8,7 +8,9 @@
 # WORK_DIR; crashes, leaks and timeouts land in WORK_DIR/<harness>/ as
 # crash-*, leak-*, timeout-*; the log is WORK_DIR/<harness>/log and its last
 # lines hold the execs, exec/s and cov/ft for fuzz/RESULTS.md. Reproduce one
-# with BUILD_DIR/fuzz/fuzz_<harness> FILE.
+# with BUILD_DIR/fuzz/fuzz_<harness> FILE. A harness stops at its first
+# finding; to go on past findings, run it by hand with -fork=1
+# -ignore_crashes=1 -ignore_timeouts=1 (fuzz/RESULTS.md).
 set -eu
 cd "$(dirname "$0")/.."
 build=build-fuzz
@@ -19,15 +21,15 @@ while getopts b:t:w: o; do
     b) build=$OPTARG ;;
     t) secs=$OPTARG ;;
     w) work=$OPTARG ;;
-    *) sed -n '2,12p' "$0"; exit 1 ;;
+    *) sed -n '2,15p' "$0"; exit 1 ;;
   esac
 done
 shift $((OPTIND - 1))
 harnesses="${*:-check roundtrip restore repair delta audit}"
 
-cmake -S . -B "$build" -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DTHINKIT_FUZZ=ON -DTHINKIT_TESTS=OFF \
+cmake -S . -B "$build" -DCMAKE_CXX_COMPILER=clang++ -DTHINKIT_FUZZ=ON -DTHINKIT_TESTS=OFF \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$build" --target fuzzers
+cmake --build "$build" -j "$(nproc)" --target fuzzers
 
 for h in $harnesses; do
   d="$work/$h"
