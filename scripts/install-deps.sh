@@ -1,10 +1,11 @@
 #!/bin/sh
-# Installs the Debian packages thinkit needs to build and test, if missing.
+# Installs the Debian packages thinkit needs to build and test, if missing
+# (clang and its libFuzzer runtime: the fuzz harnesses in fuzz/).
 # Usage: scripts/install-deps.sh [--with-oracle]
 #   --with-oracle  also Debian's thin-provisioning-tools 0.9.0, which the
 #                  differential tests compare against (thinkit never needs it).
 set -eu
-pkgs="cmake make g++ pkg-config zstd libcli11-dev libboost-iostreams-dev libexpat1-dev libfmt-dev libgtest-dev"
+pkgs="cmake make g++ clang libclang-rt-14-dev pkg-config zstd libcli11-dev libboost-iostreams-dev libexpat1-dev libfmt-dev libgtest-dev"
 [ "${1:-}" = "--with-oracle" ] && pkgs="$pkgs thin-provisioning-tools"
 missing=""
 for p in $pkgs; do

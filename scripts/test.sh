@@ -16,3 +16,31 @@ scripts/build.sh build-asan -DTHINKIT_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
 # well under 15 minutes.
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest -j "$(nproc)" --output-on-failure -E '(^check_damage_btree\.|^repair_damage_btree\.|/btree( |$)|one_million)')
+# ThreadSanitizer over the reader threads of the fast check
+# (lib/thin/check/fast_check.cc) and of dump (lib/thin/dump/dump.cc): only the
+# small thinkit_tsan_tests executable (tests/CMakeLists.txt) and what it links.
+# The filter keeps the in-process tests that start those threads: the fast
+# check of the `btree` fixture (enough leaf runs for its reader thread; the
+# small fixtures are checked on one thread) and dumps at every power-cut point
+# of a restore; the tests that run the tool binaries are not built here.
+cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTHINKIT_TSAN=ON >/dev/null
+cmake --build build-tsan -j "$(nproc)" --target thinkit_tsan_tests
+TSAN_OPTIONS=halt_on_error=1:abort_on_error=1:second_deadlock_stack=1 build-tsan/tests/thinkit_tsan_tests \
+  --gtest_filter='check_fast_path_hints.*:thin_restore.a_power_cut*:thin_restore.def_and_ref*'
+# The libFuzzer harnesses (fuzz/, clang): build them (the libraries and the
+# harnesses only) and run each on its seed corpus for a bounded time, two at
+# a time; new inputs go to a scratch directory, never into fuzz/corpus/. Any
+# crash, leak, timeout or harness assertion fails the run. Long runs:
+# fuzz/run.sh (fuzz/README.md).
+cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ -DTHINKIT_FUZZ=ON \
+  -DTHINKIT_TESTS=OFF >/dev/null
+cmake --build build-fuzz -j "$(nproc)" --target fuzzers
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+for h in check roundtrip restore repair delta audit; do echo "$h"; done | xargs -P 2 -I H sh -c '
+  mkdir -p "$1/H" && extra="" && [ H = restore ] && extra="-dict=fuzz/xml.dict"
+  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    build-fuzz/fuzz/fuzz_H -seed=1 -runs=20000 -max_total_time=20 -timeout=20 $extra \
+      -artifact_prefix="$1/H-" "$1/H" fuzz/corpus/H >"$1/H.log" 2>&1 \
+    || { cat "$1/H.log"; echo "fuzz smoke: H failed"; exit 255; }
+  echo "fuzz smoke: H: $(grep -E "^#[0-9]+" "$1/H.log" | tail -1)"' sh "$scratch"

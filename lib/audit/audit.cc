@@ -458,7 +458,7 @@ class auditor {
         std::optional<block_address> old_root;
         if (old != prev_top_.end()) old_root = old->second;
         if (old_root == root) continue;  // the device's tree did not change
-        diff(old_root, root, old_root, 0, [&](uint64_t vblock, uint64_t d) {
+        diff(old_root, root, old_root, 0, [&, dev = dev](uint64_t vblock, uint64_t d) {
           r_.new_mappings++;
           audit_violation v{entry, sb.trans_id, dev, vblock, d, violation_kind::unflushed, std::nullopt, std::nullopt};
           if (auto w = by_block_.find(d); w != by_block_.end()) {

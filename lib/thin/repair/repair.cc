@@ -709,7 +709,7 @@ void repairer::run() {
     uint64_t count = 0;
     bool damaged = false;
     leaf_collector c;
-    c.on_leaf = [&](const btree_node_view &v, const key_range &r) {
+    c.on_leaf = [&, dev = dev](const btree_node_view &v, const key_range &r) {
       // A leaf holding an impossible mapping (a data block beyond the pool,
       // a time after the superblock's) is another node's contents: drop it.
       for (uint32_t k = 0; k < v.nr_entries(); k++) {
@@ -728,7 +728,7 @@ void repairer::run() {
         count++;
       }
     };
-    c.on_damage = [&](const btree_damage &d) {
+    c.on_damage = [&, dev = dev](const btree_damage &d) {
       damaged = true;
       report_.lost.push_back({dev, d.keys, d.block, d.what});
     };
@@ -744,8 +744,8 @@ void repairer::run() {
     report_.mappings += count;
   }
   for (auto &[dev, d] : details) {
-    bool present = std::any_of(devices.begin(), devices.end(), [&](auto &p) { return p.first == dev; });
-    bool reported = std::any_of(report_.lost.begin(), report_.lost.end(), [&](auto &l) { return l.dev == dev; });
+    bool present = std::any_of(devices.begin(), devices.end(), [&, dev = dev](auto &p) { return p.first == dev; });
+    bool reported = std::any_of(report_.lost.begin(), report_.lost.end(), [&, dev = dev](auto &l) { return l.dev == dev; });
     if (!present && !reported)
       report_.lost.push_back({dev, std::nullopt, mapping_root_, "device has details but no mapping tree"});
   }
