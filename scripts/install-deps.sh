@@ -6,7 +6,9 @@
 #                  differential tests compare against (thinkit never needs it).
 set -eu
 pkgs="cmake make g++ clang libclang-rt-14-dev pkg-config zstd libcli11-dev libboost-iostreams-dev libexpat1-dev libfmt-dev libgtest-dev"
-[ "${1:-}" = "--with-oracle" ] && pkgs="$pkgs thin-provisioning-tools"
+# --with-oracle is the test suite's set: the 0.9.0 oracle, and what the
+# Debian package test needs (cpack's dpkg-shlibdeps, lintian).
+[ "${1:-}" = "--with-oracle" ] && pkgs="$pkgs thin-provisioning-tools dpkg-dev lintian"
 missing=""
 for p in $pkgs; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

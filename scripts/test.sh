@@ -1,7 +1,9 @@
 #!/bin/sh
 # The whole test suite, from a fresh clone on Debian 12: installs missing
 # packages, builds (warnings are errors), runs every test, then builds and
-# runs the suite again under AddressSanitizer + UndefinedBehaviorSanitizer.
+# runs the suite again under AddressSanitizer + UndefinedBehaviorSanitizer,
+# runs the reader-thread tests under ThreadSanitizer, and gives every
+# libFuzzer harness a short smoke run.
 set -eu
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh --with-oracle
@@ -15,7 +17,7 @@ scripts/build.sh build-asan -DTHINKIT_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
 # paths run here on the smaller fixtures and pools; this keeps CI (2 cores)
 # well under 15 minutes.
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-  ctest -j "$(nproc)" --output-on-failure -E '(^check_damage_btree\.|^repair_damage_btree\.|/btree( |$)|one_million)')
+  ctest -j "$(nproc)" --output-on-failure -E '(^check_damage_btree\.|^repair_damage_btree\.|/btree( |$)|one_million|^packaging\.)')
 # ThreadSanitizer over the reader threads of the fast check
 # (lib/thin/check/fast_check.cc) and of dump (lib/thin/dump/dump.cc): only the
 # small thinkit_tsan_tests executable (tests/CMakeLists.txt) and what it links.
