@@ -16,6 +16,7 @@
 #include "persistent-data/space_map_reader.h"
 #include "thin/check/fast_check.h"
 #include "thin/format/metadata_writer.h"
+#include "thin/format/invariants.h"
 #include "thin/format/superblock.h"
 #include "thin/format/thin_trees.h"
 
@@ -118,7 +119,7 @@ class tree_counter {
         uint64_t bt = n.value64(i);
         uint64_t db = unpack_block(bt);
         uint32_t t = unpack_time(bt);
-        if (db >= nr_data_) {
+        if (!invariants::mapping_block_ok(db, nr_data_)) {
           report_({damage_kind::mapping_value, true, n.blocknr(), dev_id, key_range{n.key(i), n.key(i) + 1},
                    fmt::format("thin device {}: block {} maps to data block {}, beyond the end of the data device "
                                "({} blocks)",
@@ -126,7 +127,7 @@ class tree_counter {
         } else {
           data_.inc(db);
         }
-        if (t > sb_time_)
+        if (!invariants::mapping_time_ok(t, sb_time_))
           report_({damage_kind::mapping_value, true, n.blocknr(), dev_id, key_range{n.key(i), n.key(i) + 1},
                    fmt::format("thin device {}: block {} has time {}, newer than the superblock's time {}", dev_id,
                                n.key(i), t, sb_time_)});

@@ -20,6 +20,7 @@
 #include "persistent-data/count_down.h"
 #include "persistent-data/errors.h"
 #include "persistent-data/space_map_reader.h"
+#include "thin/format/invariants.h"
 #include "thin/format/thin_trees.h"
 
 namespace thin::detail {
@@ -523,7 +524,9 @@ bool fast_checker::run() {
     for (uint32_t i = 0; i < nr; i++) {
       const uint64_t bt = load_le64(values + 8 * std::size_t(i));
       const uint64_t db = unpack_block(bt);
-      if (db >= nr_data || unpack_time(bt) > sb_time || !data.take(db)) abandon();
+      if (!invariants::mapping_block_ok(db, nr_data) || !invariants::mapping_time_ok(unpack_time(bt), sb_time) ||
+          !data.take(db))
+        abandon();
     }
     for (const leaf_ref *r = first; r != last; r++) totals_[r->slot] += nr;
   });

@@ -7,6 +7,7 @@
 
 #include "persistent-data/endian.h"
 #include "persistent-data/errors.h"
+#include "thin/format/invariants.h"
 
 namespace thin {
 
@@ -27,14 +28,14 @@ void restore_emitter::abandon() {
 
 void restore_emitter::begin_superblock(const superblock_info &sb) {
   if (in_superblock_ || committed_) throw std::runtime_error("more than one <superblock>");
-  if (sb.data_block_size < min_data_block_size || sb.data_block_size > max_data_block_size ||
-      sb.data_block_size % min_data_block_size)
+  if (!invariants::data_block_size_ok(sb.data_block_size))
     throw std::runtime_error(fmt::format(
         "data_block_size {} is invalid: it must be a multiple of 128 sectors between 128 and 2097152",
         sb.data_block_size));
   if (sb.time > 0xFFFFFF) throw std::runtime_error(fmt::format("superblock time {} does not fit in 24 bits", sb.time));
   in_superblock_ = true;
   nr_data_blocks_ = sb.nr_data_blocks;
+  sb_time_ = sb.time;
 
   // Nothing may point into blocks we are about to overwrite: wipe the old
   // superblock first and make that durable.
@@ -59,7 +60,7 @@ void restore_emitter::begin_superblock(const superblock_info &sb) {
 void restore_emitter::begin_device(const device_info &dev) {
   if (!in_superblock_) throw std::runtime_error("<device> outside <superblock>");
   if (in_device_ || in_def_) throw std::runtime_error("nested <device>");
-  if (dev.dev_id > max_dev_id) throw std::runtime_error(fmt::format("dev_id {} is above {}", dev.dev_id, max_dev_id));
+  if (!invariants::dev_id_ok(dev.dev_id)) throw std::runtime_error(fmt::format("dev_id {} is above {}", dev.dev_id, max_dev_id));
   if (devices_.count(dev.dev_id)) throw std::runtime_error(fmt::format("duplicate dev_id {}", dev.dev_id));
   in_device_ = true;
   dev_ = dev;
@@ -81,10 +82,13 @@ void restore_emitter::end_device() {
 }
 
 void restore_emitter::map_one(uint64_t origin, uint64_t data, uint32_t time) {
-  if (data >= nr_data_blocks_)
+  if (!invariants::mapping_block_ok(data, nr_data_blocks_))
     throw std::runtime_error(
         fmt::format("data block {} is beyond nr_data_blocks ({})", data, nr_data_blocks_));
   if (time > 0xFFFFFF) throw std::runtime_error(fmt::format("mapping time {} does not fit in 24 bits", time));
+  if (!invariants::mapping_time_ok(time, sb_time_))
+    throw std::runtime_error(fmt::format("origin block {}: mapping time {} is after the superblock's time {}", origin,
+                                         time, sb_time_));
   unsigned char v[8];
   store_le64(v, pack_block_time(data, time));
   builder_->add(origin, v);
@@ -97,7 +101,8 @@ void restore_emitter::range_map(uint64_t origin_begin, uint64_t data_begin, uint
   if (!builder_) throw std::runtime_error("mapping outside <device> or <def>");
   if (!len) return;
   // Checked once for the range (the first bad block is named, as map_one would).
-  if (data_begin >= nr_data_blocks_ || len > nr_data_blocks_ - data_begin || time > 0xFFFFFF) {
+  if (data_begin >= nr_data_blocks_ || len > nr_data_blocks_ - data_begin || time > 0xFFFFFF ||
+      !invariants::mapping_time_ok(time, sb_time_)) {
     for (uint64_t i = 0; i < len; i++) map_one(origin_begin + i, data_begin + i, time);
     return;
   }

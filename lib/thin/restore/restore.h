@@ -63,6 +63,7 @@ class restore_emitter : public emitter {
   std::unique_ptr<metadata_writer> md_;
   bool touched_ = false, committed_ = false, in_superblock_ = false;
   uint64_t nr_data_blocks_ = 0;
+  uint64_t sb_time_ = 0;
   std::unique_ptr<pdata::btree_builder> builder_;
   bool in_device_ = false, in_def_ = false;
   device_info dev_{};
