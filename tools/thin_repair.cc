@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "commands.h"
+#include "persistent-data/transaction_manager.h"
 #include "thin/repair/repair.h"
 #include "thin/restore/restore.h"
 #include "thin/format/superblock.h"
@@ -83,11 +84,26 @@ int thin_repair_main(std::vector<std::string> args) {
     if (same_file(input, output))
       throw usage_error(fmt::format("{}: input and output are the same; repair never writes its input", output));
     auto in = open_metadata(input, {false, true});
+    if (looks_like_xml(*in))
+      throw usage_error(fmt::format("{}: this looks like XML (thin_dump output), not binary thin-pool metadata: "
+                                    "thin_restore turns XML into metadata (thin_restore -i {} -o {})",
+                                    input, input, output));
     auto out = open_metadata(output, {true, true});
     restorer = std::make_unique<thin::restore_emitter>(*out);
     thin::repair_report report;
     try {
       thin::repair_dump(*in, ro, *restorer, report);
+    } catch (const pdata::out_of_metadata_space &) {
+      try {
+        restorer->abandon();
+      } catch (...) {
+      }
+      // The output filled up, not the input: name it, with a size known to
+      // be enough (the input held all of this, in trees no more compact).
+      throw usage_error(fmt::format("{}: the output is too small for the recovered metadata ({} bytes); an output "
+                                    "as large as the input ({} bytes) is enough",
+                                    output, out->nr_blocks() * pdata::block_size,
+                                    in->nr_blocks() * pdata::block_size));
     } catch (...) {
       try {
         restorer->abandon();

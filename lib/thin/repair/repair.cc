@@ -53,6 +53,9 @@ std::string repair_report::text() const {
   if (roots_found_by_scan) s += "tree roots were found by scanning the metadata for B-tree nodes\n";
   if (dropped_mappings) s += fmt::format("dropped {} impossible mappings\n", dropped_mappings);
   for (auto &n : notes) s += n + "\n";
+  for (auto &g : guessed)
+    s += fmt::format("guessed {} = {} (from {}){}\n", g.field, g.value, g.from,
+                     g.option.empty() ? "" : fmt::format("; give {} for the real value", g.option));
   if (lost.empty()) {
     s += "nothing reachable was lost\n";
   } else {
@@ -94,6 +97,13 @@ std::string repair_report::json() const {
   }
   s += "],\"notes\":[";
   for (std::size_t i = 0; i < notes.size(); i++) s += fmt::format("{}\"{}\"", i ? "," : "", json_escape(notes[i]));
+  s += "],\"guessed\":[";
+  for (std::size_t i = 0; i < guessed.size(); i++) {
+    auto &g = guessed[i];
+    s += fmt::format("{}{{\"field\":\"{}\",\"value\":{},\"from\":\"{}\",\"option\":{}}}", i ? "," : "",
+                     json_escape(g.field), g.value, json_escape(g.from),
+                     g.option.empty() ? std::string("null") : "\"" + json_escape(g.option) + "\"");
+  }
   return s + "]}\n";
 }
 
@@ -659,14 +669,15 @@ void repairer::run() {
     si.nr_data_blocks = sb_->data_sm_root().nr_blocks.get();
   else {
     si.nr_data_blocks = any_data ? max_data + 1 : 0;
-    report_.notes.push_back(fmt::format("nr_data_blocks guessed as {} (highest data block mapped + 1); give "
-                                        "--nr-data-blocks for the real pool size",
-                                        si.nr_data_blocks));
+    report_.guessed.push_back({"nr_data_blocks", si.nr_data_blocks,
+                               "the highest data block mapped + 1; the pool may be larger", "--nr-data-blocks"});
   }
   if (!sb_ && !opts_.overrides.transaction_id)
-    report_.notes.push_back(fmt::format("transaction id guessed as {} (the newest device's); give --transaction-id "
-                                        "to match the volume manager's",
-                                        si.trans_id));
+    report_.guessed.push_back({"transaction_id", si.trans_id,
+                               "the highest transaction id in the device details; the volume manager's is often "
+                               "higher",
+                               "--transaction-id"});
+  if (!sb_) report_.guessed.push_back({"time", si.time, "the newest time in the device details and mappings", ""});
   report_.transaction_id = si.trans_id;
   e_.begin_superblock(si);
 
