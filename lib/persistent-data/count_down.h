@@ -62,6 +62,12 @@ class count_down {
     return true;
   }
 
+  // The count left for block b: 0, 1, 2, or 3 for an entry of 3 (never changed).
+  uint32_t remaining(block_address b) const {
+    static constexpr uint32_t natural[4] = {0, 2, 1, 3};  // the encoding take() describes
+    return natural[(words_[b >> 5] >> ((b & 31) * 2)) & 3u];
+  }
+
   // True when every entry of 1 or 2 was used up by references.
   bool small_counts_used_up() const;
 

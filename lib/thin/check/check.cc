@@ -139,6 +139,50 @@ class tree_counter {
     return res;
   }
 
+  // A data block mapped twice within one device (invariants.h). Only a block
+  // referenced twice or more so far can be: each device's tree is walked
+  // again, skipping subtrees found to hold none of those.
+  bool any_shared() const {
+    for (uint64_t b = 0; b < nr_data_; b++)
+      if (data_.get(b) >= 2) return true;
+    return false;
+  }
+  void twice_mapped(uint64_t dev_id, block_address root, const std::string &prefix) {
+    struct finder : btree_visitor {
+      tree_counter &tc;
+      uint64_t dev;
+      const std::string &prefix;
+      std::unordered_map<uint64_t, uint64_t> first;  // data block -> virtual block
+      std::vector<bool> holds;                        // per open node: holds a shared block
+      finder(tree_counter &t, uint64_t d, const std::string &p) : tc(t), dev(d), prefix(p) {}
+      bool visit_node(block_address b, const btree_node_view &, const key_range &, unsigned) override {
+        if (tc.unshared_subtrees_.count(b)) return false;
+        holds.push_back(false);
+        return true;
+      }
+      void visit_leaf(block_address b, const btree_node_view &n, const key_range &) override {
+        for (uint32_t i = 0; i < n.nr_entries(); i++) {
+          const uint64_t db = unpack_block(n.value64(i));
+          if (db >= tc.nr_data_ || tc.data_.get(db) < 2) continue;
+          holds.back() = true;
+          auto [it, fresh] = first.emplace(db, n.key(i));
+          if (!fresh)
+            tc.report_({damage_kind::mapping_value, true, b, dev, key_range{n.key(i), n.key(i) + 1},
+                        fmt::format("{}thin device {}: data block {} is mapped twice, by virtual blocks {} and {}",
+                                    prefix, dev, db, it->second, n.key(i))});
+        }
+      }
+      void leave_node(block_address b, const btree_node_view &) override {
+        const bool h = holds.back();
+        holds.pop_back();
+        if (!h) tc.unshared_subtrees_.insert(b);
+        else if (!holds.empty()) holds.back() = true;
+      }
+      void damage(const btree_damage &) override {}  // reported by the first walk
+    } f(*this, dev_id, prefix);
+    walk_btree(cache_, root, 8, f);
+  }
+
  private:
   // Counts every reference to a node; descends into each node once.
   class counting_visitor : public btree_visitor {
@@ -184,6 +228,7 @@ class tree_counter {
   std::unordered_map<block_address, uint64_t> memo_;
   std::unordered_set<block_address> damaged_subtrees_;
   std::vector<frame> frames_;
+  std::unordered_set<block_address> unshared_subtrees_;  // hold no such block
 };
 
 class sm_problems : public space_map_problem_visitor {
@@ -382,6 +427,8 @@ check_result check_metadata_impl(block_io &io, const check_options &opts, check_
                 fmt::format("{}thin device {} has {} mappings, but its details say mapped_blocks={}", prefix, dev,
                             dr.mappings, it->second.mapped_blocks)});
     }
+    if (tc.any_shared())
+      for (auto &[dev, root] : tops) tc.twice_mapped(dev, root, prefix);
   };
 
   auto top = tc.top_level(sb.mapping_root);

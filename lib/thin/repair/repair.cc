@@ -39,6 +39,7 @@
 #include "persistent-data/endian.h"
 #include "persistent-data/errors.h"
 #include "persistent-data/space_map_disk.h"
+#include "thin/format/data_block_set.h"
 #include "thin/format/superblock.h"
 #include "thin/format/thin_trees.h"
 
@@ -681,6 +682,7 @@ void repairer::run() {
   report_.transaction_id = si.trans_id;
   e_.begin_superblock(si);
 
+  data_block_set mapped;  // of the device being written
   for (auto &[dev, root] : devices) {
     auto it = details.find(dev);
     std::optional<device_details> dd;
@@ -703,6 +705,7 @@ void repairer::run() {
     }
     e_.begin_device(di);
     mapping_run_builder runs(e_);
+    mapped.clear();
     uint64_t count = 0;
     bool damaged = false;
     leaf_collector c;
@@ -721,6 +724,16 @@ void repairer::run() {
       }
       for (uint32_t k = 0; k < v.nr_entries(); k++) {
         uint64_t bt = v.value64(k);
+        // A data block the device maps already (invariants.h): the later
+        // mapping is dropped, the earlier one kept.
+        if (!mapped.insert(unpack_block(bt))) {
+          report_.dropped_mappings++;
+          report_.lost.push_back({dev, key_range{v.key(k), v.key(k) + 1}, 0,
+                                  fmt::format("data block {} is mapped twice in the device (also by a lower virtual "
+                                              "block): this mapping was dropped",
+                                              unpack_block(bt))});
+          continue;
+        }
         runs.add(v.key(k), unpack_block(bt), unpack_time(bt));
         count++;
       }
