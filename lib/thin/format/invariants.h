@@ -18,7 +18,13 @@
 // device's data blocks are seen together: no data block is mapped twice
 // within one thin device (dm-thin decides sharing by time, not by count, so
 // a write through one of the mappings would silently change the other).
-// Sharing across devices (snapshots) is normal.
+// Sharing across devices (snapshots) is normal. restore and repair keep a
+// device's blocks in a data_block_set (data_block_set.h).
+//
+// No rule covers a device's creation_time or snap_time: thin_check 0.9.0 and
+// 1.3.3 accept times after the superblock's, and the kernel only takes more
+// blocks for shared (more copies, never a write into a shared block).
+// mapped_blocks needs none either: restore recomputes it from the mappings.
 #pragma once
 
 #include <cstdint>
