@@ -172,6 +172,18 @@ TEST(twice_mapped, the_fast_path_hands_it_over_but_still_proves_snapshot_pools_c
   EXPECT_TRUE(fast_path_proves_clean(test::read_binary(out)));
 }
 
+TEST(twice_mapped, thin_dump_refuses_it_instead_of_printing_xml_restore_refuses) {
+  test::temp_dir t;
+  std::string in = t.file("twice.meta");
+  test::write_binary(in, metadata_with_a_block_mapped_twice_in_one_device(t));
+  auto d = test::run_tool("thin_dump", {in});
+  EXPECT_EQ(d.exit_code, 1);
+  EXPECT_NE(d.err.find("thin device 1: origin block 3 maps data block 5, which a lower origin block of the device "
+                       "maps too"),
+            std::string::npos)
+      << d.err;
+}
+
 TEST(twice_mapped, a_block_shared_by_two_devices_at_different_virtual_blocks_is_clean_on_both_paths) {
   // Not what snapshots make (the fast path hands it over), but allowed.
   test::temp_dir t;

@@ -21,6 +21,7 @@
 
 #include "persistent-data/block_cache.h"
 #include "persistent-data/space_map_disk.h"
+#include "thin/format/data_block_set.h"
 #include "thin/format/invariants.h"
 #include "thin/format/superblock.h"
 #include "thin/format/thin_trees.h"
@@ -215,6 +216,7 @@ class mapping_reader {
 
   void device(uint64_t dev_id, emitter &e) {
     mapping_run_builder runs(e);
+    mapped_.clear();
     for (;;) {
       if (!cur_ || pos_ == cur_->words.size()) {
         if (cur_) pipe_.recycle(std::move(cur_));
@@ -232,6 +234,12 @@ class mapping_reader {
             const uint32_t t = unpack_time(values[i]);
             if (!invariants::mapping_block_ok(db, nr_data_blocks_) || !invariants::mapping_time_ok(t, sb_time_))
               refuse(dev_id, keys[i], db, t);
+            if (!mapped_.insert(db))
+              throw metadata_error(fmt::format(
+                  "thin device {}: origin block {} maps data block {}, which a lower origin block of the device maps "
+                  "too: thin_restore would refuse this dump (thin_dump --repair keeps the first mapping; "
+                  "thin_repair writes repaired metadata)",
+                  dev_id, keys[i], db));
             runs.add(keys[i], db, t);
           }
           pos_ += 2 + 2 * n;
@@ -266,6 +274,7 @@ class mapping_reader {
   chunk_pipe &pipe_;
   uint64_t nr_data_blocks_;
   uint32_t sb_time_;
+  data_block_set mapped_;  // of the device being read (invariants.h: no data block twice)
   std::unique_ptr<chunk> cur_;
   std::size_t pos_ = 0;
 };
