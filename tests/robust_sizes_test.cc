@@ -243,7 +243,7 @@ TEST(big_pool, a_two_to_the_32_block_pool_with_a_few_mappings_restores_checks_cl
   auto rep8 = test::run_tool("thin_repair", {"-i", d.file("o.meta"), "-o", d.file("small.meta")}, "", 300);
   EXPECT_EQ(rep8.exit_code, 1);
   const uint64_t need = thin::metadata_blocks_with_bitmaps(thin::metadata_blocks_besides_bitmaps(uint64_t(1) << 32));
-  EXPECT_NE(rep8.err.find(d.file("small.meta") + ": output too small"), std::string::npos) << rep8.err;
+  EXPECT_NE(rep8.err.find(d.file("small.meta") + ": the output is too small"), std::string::npos) << rep8.err;
   EXPECT_NE(rep8.err.find(fmt::format("need at least {} blocks", need)), std::string::npos) << rep8.err;
   EXPECT_TRUE(first_block_marked(d.file("small.meta")));
 

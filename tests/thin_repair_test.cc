@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <map>
 #include <regex>
 #include <set>
@@ -187,6 +188,70 @@ TEST(thin_dump, repair_prints_what_can_be_recovered_from_a_damaged_pool) {
                                         "--transaction-id", "2"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, test::read_file(test::fixture_file("basic", "thin_dump.xml")));
+}
+
+}  // namespace
+
+namespace {
+
+TEST(thin_repair, xml_input_of_4_kib_or_more_is_called_xml_and_sent_to_thin_restore) {
+  test::temp_dir t;
+  // 53 KB of thin_dump XML: large enough to open as metadata.
+  std::string xml = test::fixture_file("btree", "thin_dump.xml"), out = t.file("out.img");
+  ASSERT_GE(test::read_file(xml).size(), 4096u);
+  make_file(out, 8 << 20);
+  auto before = test::read_binary(out);
+  auto r = test::run_tool("thin_repair", {"-i", xml, "-o", out});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find(xml + ": this looks like XML"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("thin_restore"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("no usable"), std::string::npos) << r.err;
+  EXPECT_TRUE(test::read_binary(out) == before) << "output changed";
+}
+
+TEST(thin_repair, an_output_too_small_is_named_and_called_too_small_not_the_input) {
+  test::temp_dir t;
+  std::string in = copy_fixture(t, "basic"), out = t.file("out.img");
+  make_file(out, 5 * 4096);
+  auto r = test::run_tool("thin_repair", {"-i", in, "-o", out});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  EXPECT_NE(r.err.find("thin_repair: " + out + ": the output is too small for the recovered metadata (20480 bytes)"),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("(8388608 bytes) is enough"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find(in), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("exhausted"), std::string::npos) << r.err;
+  // What it says is enough is.
+  make_file(out, 8 << 20);
+  EXPECT_EQ(test::run_tool("thin_repair", {"-i", in, "-o", out}).exit_code, 0);
+}
+
+TEST(thin_repair, values_guessed_after_a_lost_superblock_are_named_with_their_source_in_text_and_json) {
+  test::temp_dir t;
+  std::string in = copy_fixture(t, "basic"), out = t.file("out.img");
+  auto img = test::read_binary(in);
+  std::fill(img.begin(), img.begin() + 4096, 0);
+  test::write_binary(in, img);
+  make_file(out, 8 << 20);
+  auto r = test::run_tool("thin_repair", {"-i", in, "-o", out, "--data-block-size", "128"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("guessed transaction_id = "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("(from the highest transaction id in the device details"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("give --transaction-id for the real value"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("guessed nr_data_blocks = "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("guessed time = "), std::string::npos) << r.out;
+  r = test::run_tool("thin_repair", {"-i", in, "-o", out, "--data-block-size", "128", "--transaction-id", "2",
+                                     "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("\"guessed\":[{\"field\":\"nr_data_blocks\",\"value\":"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\"option\":\"--nr-data-blocks\""), std::string::npos) << r.out;
+  // A value given on the command line is not a guess.
+  EXPECT_EQ(r.out.find("\"field\":\"transaction_id\""), std::string::npos) << r.out;
+  // With the superblock intact nothing is guessed.
+  r = test::run_tool("thin_repair", {"-i", copy_fixture(t, "basic"), "-o", out, "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("\"guessed\":[]"), std::string::npos) << r.out;
 }
 
 }  // namespace

@@ -158,7 +158,7 @@ TEST(xml_parser, a_metadata_snapshot_dump_restores_only_with_an_nr_data_blocks_o
 }
 
 TEST(xml_parser, a_0_9_0_document_gives_its_events_in_document_order) {
-  std::string doc = sb_line + dev1_line + range(0, 10, 4, 1) + single(7, 3, 2) + "  </device>\n" +
+  std::string doc = sb_line + dev1_line + range(0, 10, 4, 1) + single(7, 3, 0) + "  </device>\n" +
                     "  <device dev_id=\"5\" mapped_blocks=\"9\" transaction=\"3\" creation_time=\"1\" "
                     "snap_time=\"2\">\n"
                     "  </device>\n</superblock>\n";
@@ -167,7 +167,7 @@ TEST(xml_parser, a_0_9_0_document_gives_its_events_in_document_order) {
       "metadata_snap=-",
       "device 1 mapped_blocks=0 transaction=0 creation_time=0 snap_time=0",
       "range 0 10 time=1 len=4",
-      "single 7 3 time=2",
+      "single 7 3 time=0",
       "end_device",
       "device 5 mapped_blocks=9 transaction=3 creation_time=1 snap_time=2",
       "end_device",
@@ -857,7 +857,7 @@ TEST(xml_parser, a_mapping_line_inside_a_comment_is_not_a_mapping) {
 }
 
 TEST(xml_parser, mapping_lines_with_crlf_entities_or_other_quoting_parse_like_plain_ones) {
-  std::string plain = in_device(single(1, 1, 2) + range(5, 7, 3, 1));
+  std::string plain = in_device(single(1, 1, 0) + range(5, 7, 3, 1));
   std::string crlf = replace_all(plain, "\n", "\r\n");
   std::string entity = replace_all(plain, "origin_block=\"1\"", "origin_block=\"&#49;\"");
   std::string quotes = replace_all(plain, "data_begin=\"7\"", "data_begin='7'");

@@ -8,6 +8,7 @@
 
 #include "cli.h"
 #include "commands.h"
+#include "persistent-data/transaction_manager.h"
 #include "thin/repair/repair.h"
 #include "thin/restore/restore.h"
 
@@ -50,6 +51,10 @@ int thin_repair_main(std::vector<std::string> args) {
     if (same_file(input, output))
       throw usage_error(fmt::format("{}: input and output are the same; repair never writes its input", output));
     auto in = open_metadata(input, {false, true});
+    if (looks_like_xml(*in))
+      throw usage_error(fmt::format("{}: this looks like XML (thin_dump output), not binary thin-pool metadata: "
+                                    "thin_restore turns XML into metadata (thin_restore -i {} -o {})",
+                                    input, input, output));
     auto out = open_metadata(output, {true, true});
     thin::repair_report report;
     {
@@ -57,8 +62,22 @@ int thin_repair_main(std::vector<std::string> args) {
       thin::abandon_unless_committed guard(restorer);
       try {
         thin::repair_dump(*in, ro, restorer, report);
-      } catch (const thin::metadata_too_small &e) {
-        throw usage_error(fmt::format("{}: output too small: {}", output, e.what()));
+      } catch (const pdata::out_of_metadata_space &e) {
+        // The output filled up (or was found too small before anything was
+        // written), not the input: name it. The up-front sizing says what
+        // the space maps need; an output as large as the input is enough
+        // when the input held them (its trees were no more compact).
+        const uint64_t in_bytes = in->nr_blocks() * pdata::block_size;
+        std::string why, enough;
+        if (auto *small = dynamic_cast<const thin::metadata_too_small *>(&e)) {
+          why = fmt::format(": {}", small->what());
+          if (in->nr_blocks() >= small->blocks_needed())
+            enough = fmt::format("; an output as large as the input ({} bytes) is enough", in_bytes);
+        } else {
+          enough = fmt::format("; an output as large as the input ({} bytes) is enough", in_bytes);
+        }
+        throw usage_error(fmt::format("{}: the output is too small for the recovered metadata ({} bytes){}{}", output,
+                                      out->nr_blocks() * pdata::block_size, why, enough));
       }
     }
     if (json)

@@ -428,6 +428,15 @@ void btree_builder::add(uint64_t key, const void *value) {
   if (keys_.size() >= 2 * std::size_t(max_)) emit_leaf(max_);
 }
 
+void btree_builder::for_each_entry(const std::function<void(uint64_t, const unsigned char *)> &f) {
+  for (const leaf_info &l : level0_) {
+    block_ref blk = read_node(tm_, l.block);
+    btree_node_view v(blk->raw());
+    for (uint32_t i = 0; i < v.nr_entries(); i++) f(v.key(i), v.value_ptr(i));
+  }
+  for (std::size_t i = 0; i < keys_.size(); i++) f(keys_[i], values_.data() + i * vsize_);
+}
+
 void btree_builder::add_leaf(block_address leaf, uint64_t first_key, uint64_t last_key) {
   if (have_last_ && first_key <= last_key_)
     throw bad_input_error(fmt::format("btree_builder: shared leaf starting at {} after key {}", first_key,

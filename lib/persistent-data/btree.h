@@ -84,6 +84,9 @@ class btree_builder {
   // reference the builder gave it), for runs that several trees will share.
   std::vector<leaf_info> finish_leaves();
   uint64_t entries() const { return entries_; }
+  // Calls f(key, value) for every entry added so far, in key order (finished
+  // leaves are read back): for error reports, not for bulk use.
+  void for_each_entry(const std::function<void(uint64_t, const unsigned char *)> &f);
 
  private:
   void emit_leaf(std::size_t count);

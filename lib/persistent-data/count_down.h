@@ -79,6 +79,15 @@ class count_down {
     return true;
   }
 
+  // The count left for block b: 0, 1, 2, or 3 for an entry of 3 (never changed).
+  uint32_t remaining(block_address b) const {
+    static constexpr uint32_t natural[4] = {0, 2, 1, 3};  // the encoding take() describes
+    const page *p = pages_[b / entries_per_bitmap].get();
+    if (!p) return 0;  // an all-free bitmap
+    const uint32_t e = static_cast<uint32_t>(b % entries_per_bitmap);
+    return natural[(p->words[e >> 5] >> ((e & 31) * 2)) & 3u];
+  }
+
   // True when every entry of 1 or 2 was used up by references.
   bool small_counts_used_up() const;
 

@@ -17,6 +17,7 @@
 #include "thin/check/fast_check.h"
 #include "thin/check/typed_faults.h"
 #include "thin/format/metadata_writer.h"
+#include "thin/format/invariants.h"
 #include "thin/format/superblock.h"
 #include "thin/format/thin_trees.h"
 
@@ -126,7 +127,7 @@ class tree_counter {
         uint64_t db = unpack_block(bt);
         uint32_t t = unpack_time(bt);
         const key_range origin{n.key(i), n.key(i) + 1};
-        if (db >= nr_data_) {
+        if (!invariants::mapping_block_ok(db, nr_data_)) {
           report_(make_damage(problem_id::MAPPING_BEYOND_DATA_DEVICE, damage_kind::mapping_value,
                               problem_args()("dev", dev_id)("origin", n.key(i))("data_block", db)("data_blocks",
                                                                                                   nr_data_),
@@ -134,7 +135,7 @@ class tree_counter {
         } else {
           data_.inc(db);
         }
-        if (t > sb_time_)
+        if (!invariants::mapping_time_ok(t, sb_time_))
           report_(make_damage(problem_id::MAPPING_TIME_IN_FUTURE, damage_kind::mapping_value,
                               problem_args()("dev", dev_id)("origin", n.key(i))("time", t)("sb_time", sb_time_),
                               n.blocknr(), dev_id, origin));
@@ -146,7 +147,65 @@ class tree_counter {
     return res;
   }
 
+  // A data block mapped twice within one device (invariants.h). Only a block
+  // referenced twice or more so far can be: when there is one, each device's
+  // tree is walked again, skipping subtrees found to hold none of those.
+  void find_twice_mapped(const std::vector<std::pair<uint64_t, block_address>> &tops, const char *snap) {
+    if (!any_shared()) return;
+    // The counts grew since an earlier group of trees (the metadata
+    // snapshot's come after the live ones): what held no shared block then
+    // may now.
+    unshared_subtrees_.clear();
+    for (auto &[dev, root] : tops) twice_mapped(dev, root, snap);
+  }
+
  private:
+  bool any_shared() const {
+    for (uint64_t p = 0; p < data_.nr_pages(); p++) {
+      if (!data_.page_present(p)) continue;  // all zero
+      const uint64_t end = std::min<uint64_t>(nr_data_, (p + 1) * ref_counts::page_blocks);
+      for (uint64_t b = p * ref_counts::page_blocks; b < end; b++)
+        if (data_.get(b) >= 2) return true;
+    }
+    return false;
+  }
+  void twice_mapped(uint64_t dev_id, block_address root, const char *snap) {
+    struct finder : btree_visitor {
+      tree_counter &tc;
+      uint64_t dev;
+      const char *snap;
+      std::unordered_map<uint64_t, uint64_t> first;  // data block -> virtual block
+      std::vector<bool> holds;                        // per open node: holds a shared block
+      finder(tree_counter &t, uint64_t d, const char *s) : tc(t), dev(d), snap(s) {}
+      bool visit_node(block_address b, const btree_node_view &, const key_range &, unsigned) override {
+        if (tc.unshared_subtrees_.count(b)) return false;
+        holds.push_back(false);
+        return true;
+      }
+      void visit_leaf(block_address b, const btree_node_view &n, const key_range &) override {
+        for (uint32_t i = 0; i < n.nr_entries(); i++) {
+          const uint64_t db = unpack_block(n.value64(i));
+          if (!invariants::mapping_block_ok(db, tc.nr_data_) || tc.data_.get(db) < 2) continue;
+          holds.back() = true;
+          auto [it, fresh] = first.emplace(db, n.key(i));
+          if (!fresh)
+            tc.report_(make_damage(problem_id::DATA_BLOCK_MAPPED_TWICE, damage_kind::mapping_value,
+                                   problem_args()("snap", snap)("dev", dev)("data_block", db)("first", it->second)(
+                                       "second", n.key(i)),
+                                   b, dev, key_range{n.key(i), n.key(i) + 1}));
+        }
+      }
+      void leave_node(block_address b, const btree_node_view &) override {
+        const bool h = holds.back();
+        holds.pop_back();
+        if (!h) tc.unshared_subtrees_.insert(b);
+        else if (!holds.empty()) holds.back() = true;
+      }
+      void damage(const btree_damage &) override {}  // reported by the first walk
+    } f(*this, dev_id, snap);
+    walk_btree(cache_, root, 8, f);
+  }
+
   // Counts every reference to a node; descends into each node once.
   class counting_visitor : public btree_visitor {
    public:
@@ -191,6 +250,7 @@ class tree_counter {
   std::unordered_map<block_address, uint64_t> memo_;
   std::unordered_set<block_address> damaged_subtrees_;
   std::vector<frame> frames_;
+  std::unordered_set<block_address> unshared_subtrees_;  // hold no such block
 };
 
 class sm_problems : public space_map_problem_visitor {
@@ -442,6 +502,7 @@ class checker {
                                "mapped_blocks", it->second.mapped_blocks),
                            std::nullopt, dev));
     }
+    tc_->find_twice_mapped(tops, snap);
   }
 
   // 4. The space maps: their own structure, then every count against the

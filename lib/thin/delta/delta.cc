@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "persistent-data/errors.h"
+#include "thin/format/invariants.h"
 #include "thin/format/superblock.h"
 
 namespace thin {
@@ -434,6 +435,37 @@ void delta_range_writer::finish() {
 
 //------------------------------------------------------------------ entry point
 
+namespace {
+// Refuses mappings to data blocks beyond the data device (invariants.h)
+// before they reach the writer: such a diff describes blocks that do not
+// exist, and thin_check fails the metadata.
+class data_block_guard : public delta_visitor {
+ public:
+  data_block_guard(delta_visitor &inner, uint64_t nr_data_blocks, uint64_t left_dev, uint64_t right_dev)
+      : inner_(inner), nr_(nr_data_blocks), left_dev_(left_dev), right_dev_(right_dev) {}
+  void blocks(uint64_t origin, std::optional<uint64_t> left, std::optional<uint64_t> right, uint64_t len) override {
+    check(left_dev_, origin, left, len);
+    check(right_dev_, origin, right, len);
+    inner_.blocks(origin, left, right, len);
+  }
+  bool shared_subtree(block_address node, const key_range &keys) override {
+    return inner_.shared_subtree(node, keys);
+  }
+
+ private:
+  void check(uint64_t dev, uint64_t origin, std::optional<uint64_t> data, uint64_t len) const {
+    if (!data) return;
+    if (invariants::mapping_block_ok(*data + (len - 1), nr_)) return;
+    const uint64_t bad = std::max(*data, nr_);  // the run's first block beyond the end
+    throw metadata_error(fmt::format("thin device {}: origin block {} maps to data block {}, beyond the end of the "
+                                     "data device ({} blocks)",
+                                     dev, origin + (bad - *data), bad, nr_));
+  }
+  delta_visitor &inner_;
+  uint64_t nr_, left_dev_, right_dev_;
+};
+}  // namespace
+
 void delta_metadata(block_io &io, const delta_options &opts, text_sink &out) {
   auto [sb, nr_data_blocks] = select_superblock(io, opts.use_metadata_snap, opts.metadata_snap_location);
 
@@ -457,7 +489,10 @@ void delta_metadata(block_io &io, const delta_options &opts, text_sink &out) {
 
   {
     delta_range_writer w(out, opts.verbose, 4);
-    diff_mapping_trees(cache, {opts.left_dev, *left}, {opts.right_dev, *right}, w);
+    const uint64_t data_device_blocks =
+        opts.use_metadata_snap ? read_superblock(io, 0).data_sm_root().nr_blocks.get() : nr_data_blocks;
+    data_block_guard guard(w, data_device_blocks, opts.left_dev, opts.right_dev);
+    diff_mapping_trees(cache, {opts.left_dev, *left}, {opts.right_dev, *right}, guard);
     w.finish();
   }
   static const char tail[] = "  </diff>\n</superblock>\n";

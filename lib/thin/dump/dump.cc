@@ -21,6 +21,8 @@
 
 #include "persistent-data/block_cache.h"
 #include "persistent-data/space_map_disk.h"
+#include "thin/format/data_block_set.h"
+#include "thin/format/invariants.h"
 #include "thin/format/superblock.h"
 #include "thin/format/thin_trees.h"
 
@@ -201,7 +203,11 @@ class mapping_walker {
 // This thread's side: one device's records into the run builder.
 class mapping_reader {
  public:
-  explicit mapping_reader(chunk_pipe &p) : pipe_(p) {}
+  // Mappings that break a rule of invariants.h are refused (thin_restore
+  // would refuse the dump): `nr_data_blocks` is the data device's size,
+  // `sb_time` the time of the superblock being dumped.
+  mapping_reader(chunk_pipe &p, uint64_t nr_data_blocks, uint32_t sb_time)
+      : pipe_(p), nr_data_blocks_(nr_data_blocks), sb_time_(sb_time) {}
   ~mapping_reader() {
     if (cur_) pipe_.recycle(std::move(cur_));
   }
@@ -210,6 +216,7 @@ class mapping_reader {
 
   void device(uint64_t dev_id, emitter &e) {
     mapping_run_builder runs(e);
+    mapped_.clear();
     for (;;) {
       if (!cur_ || pos_ == cur_->words.size()) {
         if (cur_) pipe_.recycle(std::move(cur_));
@@ -222,8 +229,19 @@ class mapping_reader {
         case tag_leaf: {
           const std::size_t n = static_cast<std::size_t>(w[pos_ + 1]);
           const uint64_t *keys = w + pos_ + 2, *values = keys + n;
-          for (std::size_t i = 0; i < n; i++)
-            runs.add(keys[i], unpack_block(values[i]), unpack_time(values[i]));
+          for (std::size_t i = 0; i < n; i++) {
+            const uint64_t db = unpack_block(values[i]);
+            const uint32_t t = unpack_time(values[i]);
+            if (!invariants::mapping_block_ok(db, nr_data_blocks_) || !invariants::mapping_time_ok(t, sb_time_))
+              refuse(dev_id, keys[i], db, t);
+            if (!mapped_.insert(db))
+              throw metadata_error(fmt::format(
+                  "thin device {}: origin block {} maps data block {}, which a lower origin block of the device maps "
+                  "too: thin_restore would refuse this dump (thin_dump --repair keeps the first mapping; "
+                  "thin_repair writes repaired metadata)",
+                  dev_id, keys[i], db));
+            runs.add(keys[i], db, t);
+          }
           pos_ += 2 + 2 * n;
           break;
         }
@@ -243,7 +261,20 @@ class mapping_reader {
   }
 
  private:
+  [[noreturn]] void refuse(uint64_t dev_id, uint64_t origin, uint64_t db, uint32_t t) const {
+    std::string what =
+        !invariants::mapping_block_ok(db, nr_data_blocks_)
+            ? fmt::format("maps to data block {}, beyond the end of the data device ({} blocks)", db, nr_data_blocks_)
+            : fmt::format("has time {}, after the superblock's time {}", t, sb_time_);
+    throw metadata_error(fmt::format("thin device {}: origin block {} {}: thin_restore would refuse this dump (thin_dump "
+                                     "--repair drops such mappings; thin_repair writes repaired metadata)",
+                                     dev_id, origin, what));
+  }
+
   chunk_pipe &pipe_;
+  uint64_t nr_data_blocks_;
+  uint32_t sb_time_;
+  data_block_set mapped_;  // of the device being read (invariants.h: no data block twice)
   std::unique_ptr<chunk> cur_;
   std::size_t pos_ = 0;
 };
@@ -277,7 +308,11 @@ void dump_metadata(block_io &io, const dump_options &opts, emitter &e) {
     std::vector<block_address> roots;
     for (auto &d : devices) roots.push_back(d.second);
     walker = std::make_unique<mapping_walker>(cache, std::move(roots));
-    reader = std::make_unique<mapping_reader>(walker->pipe());
+    // The data device's size is the live space map's, also when dumping the
+    // metadata snapshot (whose superblock records none).
+    const uint64_t data_device_blocks =
+        opts.use_metadata_snap ? read_superblock(io, 0).data_sm_root().nr_blocks.get() : nr_data_blocks;
+    reader = std::make_unique<mapping_reader>(walker->pipe(), data_device_blocks, sb.time);
   }
   for (auto &[dev_id, root] : devices) {
     auto it = details.find(dev_id);

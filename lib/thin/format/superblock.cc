@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "persistent-data/checksum.h"
+#include "thin/format/invariants.h"
 
 namespace thin {
 
@@ -43,7 +44,7 @@ std::optional<std::string> validate_superblock(const void *block, block_address 
     return fmt::format("superblock at block {} claims to be block {}", location, d->blocknr.get());
   if (!checksum_ok(block, checksum_salt::superblock)) return std::string("bad superblock checksum");
   uint32_t dbs = d->data_block_size.get();
-  if (dbs < min_data_block_size || dbs > max_data_block_size || dbs % min_data_block_size)
+  if (!invariants::data_block_size_ok(dbs))
     return fmt::format("superblock data block size {} sectors is invalid (128..2097152, a multiple of 128)", dbs);
   if (d->incompat_flags.get())
     return fmt::format("superblock has incompatible feature flags {:#x} this tool does not know",

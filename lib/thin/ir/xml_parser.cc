@@ -23,6 +23,7 @@
 #include <utility>
 #include <vector>
 
+#include "thin/format/invariants.h"
 #include "thin/format/superblock_disk.h"
 #include "thin/ir/text_sink.h"
 
@@ -519,13 +520,13 @@ class xml_reader {
     if (o.data_block_size) sb.data_block_size = *o.data_block_size;
     if (o.nr_data_blocks) sb.nr_data_blocks = *o.nr_data_blocks;
 
-    if (sb.data_block_size < min_data_block_size || sb.data_block_size > max_data_block_size ||
-        sb.data_block_size % min_data_block_size != 0)
+    if (!invariants::data_block_size_ok(sb.data_block_size))
       fail("data_block_size " + std::to_string(sb.data_block_size) + (o.data_block_size ? " (overridden)" : "") +
            " is invalid: it must be a multiple of 128 sectors between 128 and 2097152");
 
     superblock_seen_ = true;
     nr_data_blocks_ = sb.nr_data_blocks;
+    sb_time_ = sb.time;
     nr_data_blocks_overridden_ = o.nr_data_blocks.has_value();
     notify([&] { e_.begin_superblock(sb); });
   }
@@ -612,13 +613,18 @@ class xml_reader {
       fail(tag(k) + " data blocks " + std::to_string(data) + " + " + std::to_string(len) +
            " run past the largest block number (2^64-1)");
     uint64_t data_last = data + (len - 1);
-    if (data_last >= nr_data_blocks_)
+    if (!invariants::mapping_block_ok(data_last, nr_data_blocks_))
       fail(tag(k) + " maps data block " + std::to_string(data_last) + ", beyond the data device: nr_data_blocks is " +
            std::to_string(nr_data_blocks_) + (nr_data_blocks_overridden_ ? " (overridden)" : "") +
            ", so data blocks must be below it");
     if (data_last > max_data_block)
       fail(tag(k) + " maps data block " + std::to_string(data_last) + ", above the largest a mapping can hold (" +
            std::to_string(max_data_block) + ")");
+    if (!invariants::mapping_time_ok(time, sb_time_))
+      fail(tag(k) + " attribute time=\"" + std::to_string(time) + "\" at origin block " + std::to_string(origin) +
+           " of " + scope_ + " is after the superblock's time (" + std::to_string(sb_time_) +
+           "): a mapping cannot be newer than the pool, and the kernel would take a block shared with a later "
+           "snapshot for unshared");
     if (span_.any && origin <= span_.last)
       fail(tag(k) + " at origin block " + std::to_string(origin) + " does not come after the previous mapping of " +
            scope_ + " (ending at origin block " + std::to_string(span_.last) +
@@ -647,6 +653,7 @@ class xml_reader {
   bool superblock_closed_ = false;
   uint64_t superblock_end_line_ = 0;
   uint64_t nr_data_blocks_ = 0;
+  uint64_t sb_time_ = 0;
   bool nr_data_blocks_overridden_ = false;
 
   std::unordered_set<uint64_t> dev_ids_;

@@ -40,6 +40,7 @@
 #include "persistent-data/errors.h"
 #include "persistent-data/space_map_disk.h"
 #include "thin/format/metadata_writer.h"
+#include "thin/format/data_block_set.h"
 #include "thin/format/superblock.h"
 #include "thin/format/thin_trees.h"
 
@@ -54,6 +55,9 @@ std::string repair_report::text() const {
   if (roots_found_by_scan) s += "tree roots were found by scanning the metadata for B-tree nodes\n";
   if (dropped_mappings) s += fmt::format("dropped {} impossible mappings\n", dropped_mappings);
   for (auto &n : notes) s += n + "\n";
+  for (auto &g : guessed)
+    s += fmt::format("guessed {} = {} (from {}){}\n", g.field, g.value, g.from,
+                     g.option.empty() ? "" : fmt::format("; give {} for the real value", g.option));
   if (lost.empty()) {
     s += "nothing reachable was lost\n";
   } else {
@@ -95,6 +99,13 @@ std::string repair_report::json() const {
   }
   s += "],\"notes\":[";
   for (std::size_t i = 0; i < notes.size(); i++) s += fmt::format("{}\"{}\"", i ? "," : "", json_escape(notes[i]));
+  s += "],\"guessed\":[";
+  for (std::size_t i = 0; i < guessed.size(); i++) {
+    auto &g = guessed[i];
+    s += fmt::format("{}{{\"field\":\"{}\",\"value\":{},\"from\":\"{}\",\"option\":{}}}", i ? "," : "",
+                     json_escape(g.field), g.value, json_escape(g.from),
+                     g.option.empty() ? std::string("null") : "\"" + json_escape(g.option) + "\"");
+  }
   return s + "]}\n";
 }
 
@@ -305,7 +316,26 @@ class repairer {
   }
   tree_summary summarise_mappings(block_address root);
   bool live(const std::vector<block_address> &nodes) { return !live_sm_ || live_sm_->all_allocated(cache_, nodes); }
+  void read_superblock_and_roots();
+  void read_details(std::map<uint64_t, device_details> &details, bool &details_lost);
+  std::vector<std::pair<uint64_t, block_address>> read_top_level();
+  superblock_info superblock_values(const std::map<uint64_t, device_details> &details,
+                                    const std::vector<std::pair<uint64_t, block_address>> &devices);
+  void write_device(uint64_t dev, block_address root, const std::map<uint64_t, device_details> &details,
+                    bool details_lost, const superblock_info &si, data_block_set &mapped);
+  void report_devices_without_trees(const std::map<uint64_t, device_details> &details,
+                                    const std::vector<std::pair<uint64_t, block_address>> &devices);
   void choose_roots(bool details_ok, bool mapping_ok);
+  void find_candidate_roots(bool details_ok, bool mapping_ok, std::vector<block_address> &details_roots,
+                            std::vector<block_address> &mapping_roots);
+  std::vector<sm_view> candidate_space_maps();
+  block_address consistent_sm(const std::vector<sm_view> &sms, const std::vector<block_address> &nodes);
+  bool choose_pair(bool details_ok, const std::vector<block_address> &details_roots,
+                   const std::vector<block_address> &mapping_roots, const std::vector<tree_summary> &ds,
+                   const std::vector<tree_summary> &ms, const std::vector<sm_view> &sms);
+  void choose_sides(bool details_ok, bool mapping_ok, const std::vector<block_address> &details_roots,
+                    const std::vector<block_address> &mapping_roots, const std::vector<tree_summary> &ds,
+                    const std::vector<tree_summary> &ms, const std::vector<sm_view> &sms);
   void stitch(const std::map<uint64_t, device_details> &details, bool details_complete,
               std::vector<std::pair<uint64_t, block_address>> &devices);
   std::optional<device_details> recover_details(uint64_t dev, uint64_t count);
@@ -346,8 +376,22 @@ tree_summary repairer::summarise_mappings(block_address root) {
 // both usable. A root of 0 means "none": details are then recovered per
 // device, mappings stitched per device.
 void repairer::choose_roots(bool details_ok, bool mapping_ok) {
-  scan_result &s = scan();
   report_.roots_found_by_scan = true;
+  std::vector<block_address> details_roots, mapping_roots;
+  find_candidate_roots(details_ok, mapping_ok, details_roots, mapping_roots);
+  const std::vector<sm_view> sms = candidate_space_maps();
+  std::vector<tree_summary> ds, ms;
+  for (block_address d : details_roots) ds.push_back(summarise_details(cache_, d));
+  for (block_address m : mapping_roots) ms.push_back(summarise_mappings(m));
+  if (choose_pair(details_ok, details_roots, mapping_roots, ds, ms, sms)) return;
+  choose_sides(details_ok, mapping_ok, details_roots, mapping_roots, ds, ms, sms);
+}
+
+// Unreferenced nodes found by the scan whose leftmost leaf is a details leaf
+// or a top-level leaf of the mapping tree (the superblock's roots when usable).
+void repairer::find_candidate_roots(bool details_ok, bool mapping_ok, std::vector<block_address> &details_roots,
+                                    std::vector<block_address> &mapping_roots) {
+  scan_result &s = scan();
   auto leftmost_leaf = [&](block_address b) {
     for (int d = 0; d < 32 && s.kind[b] == 1; d++) {
       block_address c = btree_node_view(cache_.read(b)->raw()).value64(0);
@@ -356,7 +400,6 @@ void repairer::choose_roots(bool details_ok, bool mapping_ok) {
     }
     return b;
   };
-  std::vector<block_address> details_roots, mapping_roots;
   for (block_address b = 1; b < s.n; b++) {
     if (!s.kind[b] || s.referenced[b]) continue;
     block_address leaf = leftmost_leaf(b);
@@ -369,8 +412,12 @@ void repairer::choose_roots(bool details_ok, bool mapping_ok) {
                                       details_roots.size(), mapping_roots.size(),
                                       live_sm_ ? "" : fmt::format(", {} space-map index blocks",
                                                                   s.index_blocks.size())));
-  // Space maps to test candidates against: the superblock's, else every
-  // index block found whose own blocks it counts.
+}
+
+// Space maps to test candidates against: the superblock's, else every index
+// block found whose own blocks it counts.
+std::vector<sm_view> repairer::candidate_space_maps() {
+  scan_result &s = scan();
   std::vector<sm_view> sms;
   if (live_sm_) {
     sms.push_back(*live_sm_);
@@ -383,17 +430,22 @@ void repairer::choose_roots(bool details_ok, bool mapping_ok) {
         if (v->all_allocated(cache_, own)) sms.push_back(std::move(*v));
       }
   }
-  // The newest space map consistent with a set of nodes (its index block), or 0.
-  auto consistent_sm = [&](const std::vector<block_address> &nodes) -> block_address {
-    block_address best = 0;
-    for (auto &v : sms)
-      if (v.index > best && v.all_allocated(cache_, nodes)) best = v.index;
-    return best;
-  };
-  std::vector<tree_summary> ds, ms;
-  for (block_address d : details_roots) ds.push_back(summarise_details(cache_, d));
-  for (block_address m : mapping_roots) ms.push_back(summarise_mappings(m));
+  return sms;
+}
 
+// The newest space map consistent with a set of nodes (its index block), or 0.
+block_address repairer::consistent_sm(const std::vector<sm_view> &sms, const std::vector<block_address> &nodes) {
+  block_address best = 0;
+  for (auto &v : sms)
+    if (v.index > best && v.all_allocated(cache_, nodes)) best = v.index;
+  return best;
+}
+
+// The newest pair of details and mapping trees that agree (see the top of
+// this file); false when none does.
+bool repairer::choose_pair(bool details_ok, const std::vector<block_address> &details_roots,
+                           const std::vector<block_address> &mapping_roots, const std::vector<tree_summary> &ds,
+                           const std::vector<tree_summary> &ms, const std::vector<sm_view> &sms) {
   using score_t = std::tuple<bool, uint32_t, uint64_t, block_address, block_address>;
   std::optional<std::pair<std::size_t, std::size_t>> best;
   score_t best_score{};
@@ -404,7 +456,7 @@ void repairer::choose_roots(bool details_ok, bool mapping_ok) {
       if (ms[j].counts != ds[i].counts) continue;
       std::vector<block_address> nodes = ds[i].nodes;
       nodes.insert(nodes.end(), ms[j].nodes.begin(), ms[j].nodes.end());
-      block_address sm = consistent_sm(nodes);
+      block_address sm = consistent_sm(sms, nodes);
       if (live_sm_ && !sm) continue;  // stale trees (or a mix of two transactions)
       score_t score{sm != 0, std::max(ds[i].age, ms[j].age), sm, ds[i].max_tid,
                     std::max(details_roots[i], mapping_roots[j])};
@@ -434,10 +486,16 @@ void repairer::choose_roots(bool details_ok, bool mapping_ok) {
             "been recovered: compare its devices with the volume manager's",
             ties));
     }
-    return;
+    return true;
   }
-  // No pair. Keep whichever side is usable (or the best candidate of it); the
-  // other side is rebuilt per device.
+  return false;
+}
+
+// No pair: keep whichever side is usable (or the best candidate of it); the
+// other side is rebuilt per device.
+void repairer::choose_sides(bool details_ok, bool mapping_ok, const std::vector<block_address> &details_roots,
+                            const std::vector<block_address> &mapping_roots, const std::vector<tree_summary> &ds,
+                            const std::vector<tree_summary> &ms, const std::vector<sm_view> &sms) {
   if (!details_ok) {
     details_root_ = 0;
     if (!mapping_ok) {
@@ -446,7 +504,7 @@ void repairer::choose_roots(bool details_ok, bool mapping_ok) {
       std::tuple<bool, uint32_t, uint64_t, block_address> bs{};
       for (std::size_t i = 0; i < details_roots.size(); i++) {
         if (ds[i].counts.empty()) continue;
-        block_address sm = consistent_sm(ds[i].nodes);
+        block_address sm = consistent_sm(sms, ds[i].nodes);
         if (live_sm_ && !sm) continue;
         std::tuple<bool, uint32_t, uint64_t, block_address> sc{sm != 0, ds[i].age, ds[i].max_tid, details_roots[i]};
         if (!bd || sc > bs) bd = i, bs = sc;
@@ -461,7 +519,7 @@ void repairer::choose_roots(bool details_ok, bool mapping_ok) {
       std::optional<std::size_t> bm;
       std::tuple<bool, uint32_t, block_address> bs{};
       for (std::size_t j = 0; j < mapping_roots.size(); j++) {
-        block_address sm = consistent_sm(ms[j].nodes);
+        block_address sm = consistent_sm(sms, ms[j].nodes);
         if (live_sm_ && !sm) continue;
         std::tuple<bool, uint32_t, block_address> sc{sm != 0, ms[j].age, mapping_roots[j]};
         if (!bm || sc > bs) bm = j, bs = sc;
@@ -578,6 +636,23 @@ std::optional<device_details> repairer::recover_details(uint64_t dev, uint64_t c
 }
 
 void repairer::run() {
+  read_superblock_and_roots();
+  std::map<uint64_t, device_details> details;
+  bool details_lost = !details_root_;
+  read_details(details, details_lost);
+  std::vector<std::pair<uint64_t, block_address>> devices = read_top_level();
+  stitch(details, !details_lost, devices);
+
+  const superblock_info si = superblock_values(details, devices);
+  e_.begin_superblock(si);
+  data_block_set mapped;  // of the device being written
+  for (auto &[dev, root] : devices) write_device(dev, root, details, details_lost, si, mapped);
+  report_devices_without_trees(details, devices);
+  e_.end_superblock();
+}
+
+// The superblock, and the tree roots (its own, else chosen by scanning).
+void repairer::read_superblock_and_roots() {
   try {
     sb_ = read_superblock(io_, 0);
     report_.superblock_ok = true;
@@ -592,10 +667,10 @@ void repairer::run() {
   const bool details_ok = sb_ && root_usable(cache_, details_root_, sizeof(device_details_disk));
   const bool mapping_ok = sb_ && root_usable(cache_, mapping_root_, 8);
   if (!details_ok || !mapping_ok) choose_roots(details_ok, mapping_ok);
+}
 
-  // Device details (tolerant).
-  std::map<uint64_t, device_details> details;
-  bool details_lost = !details_root_;
+// Device details (tolerant): `details_lost` is set when some could not be read.
+void repairer::read_details(std::map<uint64_t, device_details> &details, bool &details_lost) {
   if (details_root_) {
     leaf_collector c;
     c.on_leaf = [&](const btree_node_view &v, const key_range &) {
@@ -610,7 +685,10 @@ void repairer::run() {
   } else {
     report_.notes.push_back("device-details tree lost: details are recovered per device or rebuilt");
   }
-  // Top level of the mapping tree (tolerant).
+}
+
+// The top level of the mapping tree (tolerant): (dev_id, subtree root).
+std::vector<std::pair<uint64_t, block_address>> repairer::read_top_level() {
   std::vector<std::pair<uint64_t, block_address>> devices;
   if (mapping_root_) {
     leaf_collector c;
@@ -624,10 +702,13 @@ void repairer::run() {
   } else {
     report_.lost.push_back({std::nullopt, std::nullopt, 0, "mapping tree top level: no usable root"});
   }
-  stitch(details, !details_lost, devices);
+  return devices;
+}
 
-  // Superblock values: the superblock's, overridden from the command line,
-  // or recovered from the trees.
+// Superblock values: the superblock's, overridden from the command line, or
+// recovered from the trees (each guess reported).
+superblock_info repairer::superblock_values(const std::map<uint64_t, device_details> &details,
+                                            const std::vector<std::pair<uint64_t, block_address>> &devices) {
   uint32_t max_time = 0;
   uint64_t max_tid = 0, max_data = 0;
   bool any_data = false;
@@ -670,86 +751,110 @@ void repairer::run() {
                                           "guessed as {} (highest data block mapped + 1); give --nr-data-blocks for "
                                           "the real pool size",
                                           *why, si.nr_data_blocks));
+      report_.guessed.push_back({"nr_data_blocks", si.nr_data_blocks,
+                                 "the highest data block mapped + 1, the superblock's size being impossible; the "
+                                 "pool may be larger",
+                                 "--nr-data-blocks"});
     }
   } else {
     si.nr_data_blocks = any_data ? max_data + 1 : 0;
-    report_.notes.push_back(fmt::format("nr_data_blocks guessed as {} (highest data block mapped + 1); give "
-                                        "--nr-data-blocks for the real pool size",
-                                        si.nr_data_blocks));
+    report_.guessed.push_back({"nr_data_blocks", si.nr_data_blocks,
+                               "the highest data block mapped + 1; the pool may be larger", "--nr-data-blocks"});
   }
   if (!sb_ && !opts_.overrides.transaction_id)
-    report_.notes.push_back(fmt::format("transaction id guessed as {} (the newest device's); give --transaction-id "
-                                        "to match the volume manager's",
-                                        si.trans_id));
+    report_.guessed.push_back({"transaction_id", si.trans_id,
+                               "the highest transaction id in the device details; the volume manager's is often "
+                               "higher",
+                               "--transaction-id"});
+  if (!sb_) report_.guessed.push_back({"time", si.time, "the newest time in the device details and mappings", ""});
   report_.transaction_id = si.trans_id;
-  e_.begin_superblock(si);
 
-  for (auto &[dev, root] : devices) {
-    auto it = details.find(dev);
-    std::optional<device_details> dd;
-    if (it != details.end()) dd = it->second;
-    else if (details_lost)
-      if ((dd = recover_details(dev, subtree(root).count)))
-        report_.notes.push_back(fmt::format("device {}: details recovered from a details leaf found by scanning", dev));
-    device_info di;
-    di.dev_id = dev;
-    if (dd) {
-      di.mapped_blocks = dd->mapped_blocks;
-      di.trans_id = dd->transaction_id;
-      di.creation_time = dd->creation_time;
-      di.snap_time = dd->snapshotted_time;
-    } else {
-      // Details lost: assume every mapping may be shared (safe: causes copies,
-      // never in-place writes into shared blocks).
-      di.snap_time = si.time;
-      report_.notes.push_back(fmt::format("device {}: details lost; recreated with snap_time {}", dev, si.time));
-    }
-    e_.begin_device(di);
-    mapping_run_builder runs(e_);
-    uint64_t count = 0;
-    bool damaged = false;
-    leaf_collector c;
-    c.on_leaf = [&, dev = dev](const btree_node_view &v, const key_range &r) {
-      // A leaf holding an impossible mapping (a data block beyond the pool,
-      // a time after the superblock's) is another node's contents: drop it.
-      for (uint32_t k = 0; k < v.nr_entries(); k++) {
-        uint64_t bt = v.value64(k);
-        if (unpack_block(bt) >= si.nr_data_blocks || unpack_time(bt) > si.time) {
-          report_.dropped_mappings += v.nr_entries();
-          damaged = true;
-          report_.lost.push_back({dev, r, 0, "a mapping leaf holds impossible mappings (data block beyond the "
-                                             "pool or time after the superblock's): dropped whole"});
-          return;
-        }
-      }
-      for (uint32_t k = 0; k < v.nr_entries(); k++) {
-        uint64_t bt = v.value64(k);
-        runs.add(v.key(k), unpack_block(bt), unpack_time(bt));
-        count++;
-      }
-    };
-    c.on_damage = [&, dev = dev](const btree_damage &d) {
-      damaged = true;
-      report_.lost.push_back({dev, d.keys, d.block, d.what});
-    };
-    walk_btree(cache_, root, 8, c);
-    runs.finish();
-    e_.end_device();
-    if (dd && !damaged && count != dd->mapped_blocks)
-      report_.lost.push_back({dev, std::nullopt, root,
-                              fmt::format("the device's details record {} mapped blocks but its tree holds {}: some "
-                                          "mappings may be lost or wrong",
-                                          dd->mapped_blocks, count)});
-    report_.devices++;
-    report_.mappings += count;
+  return si;
+}
+
+// One device: its details (read, recovered or recreated) and its mappings,
+// leaves holding impossible values and second mappings of a data block
+// dropped and reported.
+void repairer::write_device(uint64_t dev, block_address root, const std::map<uint64_t, device_details> &details,
+                            bool details_lost, const superblock_info &si, data_block_set &mapped) {
+  auto it = details.find(dev);
+  std::optional<device_details> dd;
+  if (it != details.end()) dd = it->second;
+  else if (details_lost)
+    if ((dd = recover_details(dev, subtree(root).count)))
+      report_.notes.push_back(fmt::format("device {}: details recovered from a details leaf found by scanning", dev));
+  device_info di;
+  di.dev_id = dev;
+  if (dd) {
+    di.mapped_blocks = dd->mapped_blocks;
+    di.trans_id = dd->transaction_id;
+    di.creation_time = dd->creation_time;
+    di.snap_time = dd->snapshotted_time;
+  } else {
+    // Details lost: assume every mapping may be shared (safe: causes copies,
+    // never in-place writes into shared blocks).
+    di.snap_time = si.time;
+    report_.notes.push_back(fmt::format("device {}: details lost; recreated with snap_time {}", dev, si.time));
   }
+  e_.begin_device(di);
+  mapping_run_builder runs(e_);
+  mapped.clear();
+  uint64_t count = 0;
+  bool damaged = false;
+  leaf_collector c;
+  c.on_leaf = [&](const btree_node_view &v, const key_range &r) {
+    // A leaf holding an impossible mapping (a data block beyond the pool,
+    // a time after the superblock's) is another node's contents: drop it.
+    for (uint32_t k = 0; k < v.nr_entries(); k++) {
+      uint64_t bt = v.value64(k);
+      if (unpack_block(bt) >= si.nr_data_blocks || unpack_time(bt) > si.time) {
+        report_.dropped_mappings += v.nr_entries();
+        damaged = true;
+        report_.lost.push_back({dev, r, 0, "a mapping leaf holds impossible mappings (data block beyond the "
+                                           "pool or time after the superblock's): dropped whole"});
+        return;
+      }
+    }
+    for (uint32_t k = 0; k < v.nr_entries(); k++) {
+      uint64_t bt = v.value64(k);
+      // A data block the device maps already (invariants.h): the later
+      // mapping is dropped, the earlier one kept.
+      if (!mapped.insert(unpack_block(bt))) {
+        report_.dropped_mappings++;
+        report_.lost.push_back({dev, key_range{v.key(k), v.key(k) + 1}, 0,
+                                fmt::format("data block {} is mapped twice in the device (also by a lower virtual "
+                                            "block): this mapping was dropped",
+                                            unpack_block(bt))});
+        continue;
+      }
+      runs.add(v.key(k), unpack_block(bt), unpack_time(bt));
+      count++;
+    }
+  };
+  c.on_damage = [&](const btree_damage &d) {
+    damaged = true;
+    report_.lost.push_back({dev, d.keys, d.block, d.what});
+  };
+  walk_btree(cache_, root, 8, c);
+  runs.finish();
+  e_.end_device();
+  if (dd && !damaged && count != dd->mapped_blocks)
+    report_.lost.push_back({dev, std::nullopt, root,
+                            fmt::format("the device's details record {} mapped blocks but its tree holds {}: some "
+                                        "mappings may be lost or wrong",
+                                        dd->mapped_blocks, count)});
+  report_.devices++;
+  report_.mappings += count;
+}
+
+void repairer::report_devices_without_trees(const std::map<uint64_t, device_details> &details,
+                                            const std::vector<std::pair<uint64_t, block_address>> &devices) {
   for (auto &[dev, d] : details) {
     bool present = std::any_of(devices.begin(), devices.end(), [&, dev = dev](auto &p) { return p.first == dev; });
     bool reported = std::any_of(report_.lost.begin(), report_.lost.end(), [&, dev = dev](auto &l) { return l.dev == dev; });
     if (!present && !reported)
       report_.lost.push_back({dev, std::nullopt, mapping_root_, "device has details but no mapping tree"});
   }
-  e_.end_superblock();
 }
 
 }  // namespace

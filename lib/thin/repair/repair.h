@@ -35,6 +35,15 @@ struct lost_range {
   std::string why;
 };
 
+// A superblock value that could not be read and was guessed (the superblock
+// was unusable and no option gave it).
+struct guessed_value {
+  std::string field;   // "transaction_id", "nr_data_blocks", "time"
+  uint64_t value = 0;
+  std::string from;    // what the guess was made from
+  std::string option;  // the option that gives the real value ("" when none)
+};
+
 struct repair_report {
   bool superblock_ok = false;
   bool roots_found_by_scan = false;
@@ -44,6 +53,7 @@ struct repair_report {
   uint64_t dropped_mappings = 0;  // impossible values (data block beyond the pool)
   std::vector<lost_range> lost;
   std::vector<std::string> notes;
+  std::vector<guessed_value> guessed;
 
   std::string text() const;  // human summary, several lines
   std::string json() const;

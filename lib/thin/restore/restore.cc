@@ -1,13 +1,16 @@
 // The restore emitter (see restore.h).
 #include "thin/restore/restore.h"
 
+#include <algorithm>
 #include <cstring>
+#include <optional>
 
 #include <fmt/format.h>
 
 #include "persistent-data/endian.h"
 #include "persistent-data/errors.h"
 #include "persistent-data/space_map_disk.h"
+#include "thin/format/invariants.h"
 
 namespace thin {
 
@@ -28,8 +31,7 @@ void restore_emitter::abandon() {
 
 void restore_emitter::begin_superblock(const superblock_info &sb) {
   if (in_superblock_ || committed_) throw bad_input_error("more than one <superblock>");
-  if (sb.data_block_size < min_data_block_size || sb.data_block_size > max_data_block_size ||
-      sb.data_block_size % min_data_block_size)
+  if (!invariants::data_block_size_ok(sb.data_block_size))
     throw bad_input_error(fmt::format(
         "data_block_size {} is invalid: it must be a multiple of 128 sectors between 128 and 2097152",
         sb.data_block_size));
@@ -40,6 +42,7 @@ void restore_emitter::begin_superblock(const superblock_info &sb) {
   check_metadata_fits(sb.nr_data_blocks, out_.nr_blocks());
   in_superblock_ = true;
   nr_data_blocks_ = sb.nr_data_blocks;
+  sb_time_ = sb.time;
 
   // Nothing may point into blocks we are about to overwrite: wipe the old
   // superblock first and make that durable.
@@ -61,14 +64,34 @@ void restore_emitter::begin_superblock(const superblock_info &sb) {
   stats_.metadata_blocks_total = md_->metadata_sm().nr_blocks();
 }
 
+void restore_emitter::note_data_block(uint64_t origin, uint64_t data) {
+  if (!mapped_.insert(data)) twice_mapped(origin, data);
+}
+
+void restore_emitter::twice_mapped(uint64_t origin, uint64_t data) {
+  // Which virtual block maps it already: read back what was added so far
+  // (or, for a <ref>, the def's own mapping of it).
+  std::optional<uint64_t> first;
+  builder_->for_each_entry([&](uint64_t key, const unsigned char *v) {
+    if (!first && unpack_block(load_le64(v)) == data) first = key;
+  });
+  std::string where = in_def_ ? fmt::format("<def name=\"{}\">", def_name_) : fmt::format("device {}", dev_.dev_id);
+  throw bad_input_error(fmt::format(
+      "{} maps data block {} twice: by virtual block {} and by virtual block {} (dm-thin shares blocks by time, not "
+      "by count, so a write through one mapping would change the other; each data block may be mapped once per "
+      "device)",
+      where, data, first ? std::to_string(*first) : std::string("?"), origin));
+}
+
 void restore_emitter::begin_device(const device_info &dev) {
   if (!in_superblock_) throw bad_input_error("<device> outside <superblock>");
   if (in_device_ || in_def_) throw bad_input_error("nested <device>");
-  if (dev.dev_id > max_dev_id) throw bad_input_error(fmt::format("dev_id {} is above {}", dev.dev_id, max_dev_id));
+  if (!invariants::dev_id_ok(dev.dev_id)) throw bad_input_error(fmt::format("dev_id {} is above {}", dev.dev_id, max_dev_id));
   if (devices_.count(dev.dev_id)) throw bad_input_error(fmt::format("duplicate dev_id {}", dev.dev_id));
   in_device_ = true;
   dev_ = dev;
   dev_mappings_ = 0;
+  mapped_.clear();
   builder_ = std::make_unique<btree_builder>(md_->tm(), 8, md_->mapping_l1_ops().inc);
 }
 
@@ -86,10 +109,15 @@ void restore_emitter::end_device() {
 }
 
 void restore_emitter::map_one(uint64_t origin, uint64_t data, uint32_t time) {
-  if (data >= nr_data_blocks_)
+  if (!invariants::mapping_block_ok(data, nr_data_blocks_))
     throw bad_input_error(
         fmt::format("data block {} is beyond nr_data_blocks ({})", data, nr_data_blocks_));
   if (time > 0xFFFFFF) throw bad_input_error(fmt::format("mapping time {} does not fit in 24 bits", time));
+  if (!invariants::mapping_time_ok(time, sb_time_))
+    throw bad_input_error(fmt::format("origin block {}: mapping time {} is after the superblock's time {}", origin,
+                                         time, sb_time_));
+  note_data_block(origin, data);
+  if (in_def_) runs_.push_back({origin, data, 1});
   unsigned char v[8];
   store_le64(v, pack_block_time(data, time));
   builder_->add(origin, v);
@@ -102,11 +130,14 @@ void restore_emitter::range_map(uint64_t origin_begin, uint64_t data_begin, uint
   if (!builder_) throw bad_input_error("mapping outside <device> or <def>");
   if (!len) return;
   // Checked once for the range (the first bad block is named, as map_one would).
-  if (data_begin >= nr_data_blocks_ || len > nr_data_blocks_ - data_begin || time > 0xFFFFFF) {
+  if (data_begin >= nr_data_blocks_ || len > nr_data_blocks_ - data_begin || time > 0xFFFFFF ||
+      !invariants::mapping_time_ok(time, sb_time_)) {
     for (uint64_t i = 0; i < len; i++) map_one(origin_begin + i, data_begin + i, time);
     return;
   }
   space_map &dsm = md_->data_sm();
+  for (uint64_t i = 0; i < len; i++) note_data_block(origin_begin + i, data_begin + i);
+  if (in_def_) runs_.push_back({origin_begin, data_begin, len});
   unsigned char v[8];
   for (uint64_t i = 0; i < len; i++) {
     store_le64(v, pack_block_time(data_begin + i, time));
@@ -127,6 +158,8 @@ void restore_emitter::begin_def(const std::string &name) {
   if (defs_.count(name)) throw bad_input_error(fmt::format("duplicate <def name=\"{}\">", name));
   in_def_ = true;
   def_name_ = name;
+  mapped_.clear();
+  runs_.clear();
   builder_ = std::make_unique<btree_builder>(md_->tm(), 8);
 }
 
@@ -134,6 +167,8 @@ void restore_emitter::end_def() {
   def_info d;
   d.mappings = builder_->entries();
   d.leaves = builder_->finish_leaves();
+  d.runs = std::move(runs_);
+  runs_.clear();
   builder_.reset();
   defs_[def_name_] = std::move(d);
   in_def_ = false;
@@ -143,6 +178,12 @@ void restore_emitter::ref(const std::string &name) {
   if (!in_device_) throw bad_input_error("<ref> outside <device>");
   auto it = defs_.find(name);
   if (it == defs_.end()) throw bad_input_error(fmt::format("<ref name=\"{}\"> names no <def>", name));
+  for (auto &r : it->second.runs)
+    for (uint64_t i = 0; i < r.len; i++)
+      if (!mapped_.insert(r.data + i)) {
+        // Name the <ref>'s virtual block; the device's own one is read back.
+        twice_mapped(r.origin + i, r.data + i);
+      }
   for (auto &l : it->second.leaves) builder_->add_leaf(l.block, l.first_key, l.last_key);
   dev_mappings_ += it->second.mappings;
 }

@@ -22,6 +22,7 @@
 
 #include "thin/ir/emitter.h"
 #include "thin/ir/xml_parser.h"
+#include "thin/format/data_block_set.h"
 #include "thin/format/metadata_writer.h"
 #include "persistent-data/btree.h"
 #include "thin/format/thin_trees.h"
@@ -57,16 +58,25 @@ class restore_emitter : public emitter {
   void abandon();
 
  private:
+  struct data_run {
+    uint64_t origin, data, len;
+  };
   struct def_info {
     std::vector<pdata::btree_builder::leaf_info> leaves;
     uint64_t mappings = 0;
+    std::vector<data_run> runs;  // its data blocks, for the twice-mapped check at each <ref>
   };
   void map_one(uint64_t origin, uint64_t data, uint32_t time);
+  // The twice-mapped rule (invariants.h): data block `data`, mapped at
+  // `origin`, must not be mapped already by the open device or def.
+  void note_data_block(uint64_t origin, uint64_t data);
+  [[noreturn]] void twice_mapped(uint64_t origin, uint64_t data);
 
   pdata::block_io &out_;
   std::unique_ptr<metadata_writer> md_;
   bool touched_ = false, committed_ = false, in_superblock_ = false;
   uint64_t nr_data_blocks_ = 0;
+  uint64_t sb_time_ = 0;
   std::unique_ptr<pdata::btree_builder> builder_;
   bool in_device_ = false, in_def_ = false;
   device_info dev_{};
@@ -79,6 +89,8 @@ class restore_emitter : public emitter {
   };
   std::map<uint64_t, device_entry> devices_;
   restore_stats stats_;
+  data_block_set mapped_;      // data blocks of the open device or def
+  std::vector<data_run> runs_;  // of the open def
 };
 
 // Keeps the rule "a failed write leaves the output superblock zeroed" for a
