@@ -44,11 +44,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   } catch (const std::exception &e) {
     fuzz::fail(std::string("check of restored metadata threw: ") + e.what());
   }
-  // Known finding (tests/fuzz_findings_test.cc, DISABLED_restore_refuses_a_
-  // mapping_time_after_...): restore writes mapping times after the
-  // superblock's time, which check calls fatal. Skipped so that the fuzzer
-  // looks for other things; delete these lines when it is fixed.
-  if (!c.spotless() && rep.all_say("newer than the superblock's time")) return 0;
   if (!c.spotless()) fuzz::fail("restored metadata is not spotless: " + rep.first);
   try {
     thin::string_sink s;

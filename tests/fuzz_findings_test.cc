@@ -3,8 +3,6 @@
 // calls as the harness that found it, in the normal suite, and must now meet
 // the harness's invariant. Metadata inputs are in the harnesses' sparse image
 // format (fuzz/metadata_image.h, decoded here); XML and logs are raw.
-// DISABLED_ tests are findings in code being reworked elsewhere: they fail
-// today and say what is wrong (see fuzz/RESULTS.md).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -98,7 +96,7 @@ std::string restore_verdict(const std::string &xml) {
 // fuzz_restore: a mapping whose time is after the superblock's time. thin_restore
 // writes it; our thin_check then calls the metadata damaged (fatal). Either
 // restore must refuse the XML or check accept it.
-TEST(fuzz_findings, DISABLED_restore_refuses_a_mapping_time_after_the_superblock_time_or_check_accepts_it) {
+TEST(fuzz_findings, restore_refuses_a_mapping_time_after_the_superblock_time_or_check_accepts_it) {
   std::string v = restore_verdict(test::read_file(finding("fuzz-restore-time-after-superblock.xml")));
   EXPECT_TRUE(v == "refused" || v == "spotless") << v;
 }
