@@ -1,8 +1,8 @@
 // thin_metadata_size: estimate the metadata device size for a pool, with
 // thin_metadata_size 0.9.0's options and output. Option parsing is getopt's
 // (cli::command::parse_getopt; as 0.9.0's: a size's echoed unit depends on
-// the -u given before it);
-// sizes, rules, estimate and output come from thin/metadata_size.
+// the -u given before it); sizes, rules, estimate and output come from
+// thin/metadata_size.
 #include <fmt/format.h>
 #include <getopt.h>
 
