@@ -137,13 +137,31 @@ std::optional<int> command::parse(std::vector<std::string> args) {
   return exit_failure;
 }
 
+std::optional<int> command::parse_getopt(std::vector<std::string> args, const char *shortopts,
+                                         const ::option *longopts, const getopt_handler &on_option) {
+  std::vector<char *> argv;
+  for (auto &a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  optind = 0;  // a fresh scan (glibc)
+  int c;
+  while ((c = getopt_long(static_cast<int>(args.size()), argv.data(), shortopts, longopts, nullptr)) != -1) {
+    if (c == 'h' || c == 'V') {
+      std::cout << (c == 'h' ? usage_ : std::string(version_string()) + "\n");
+      return exit_ok;
+    }
+    if (c == '?' || c == ':') return exit_failure;  // getopt said what was wrong
+    if (auto rc = on_option(c, optarg)) return rc;
+  }
+  return std::nullopt;
+}
+
 int command::fail(const std::string &message) const {
-  if (!silent()) std::cerr << name_ << ": " << message << "\n";
+  if (!silent()) std::cerr << name_ << sep_ << message << "\n";
   return exit_failure;
 }
 
 int command::usage_fail(const std::string &message) const {
-  if (!silent()) std::cerr << name_ << ": " << message << "\n" << usage_;
+  if (!silent()) std::cerr << name_ << sep_ << message << "\n" << usage_;
   return exit_failure;
 }
 

@@ -42,6 +42,7 @@
 #include <vector>
 
 #include <CLI/CLI.hpp>
+#include <getopt.h>
 
 #include "thin/ir/emitter.h"
 #include "tool_support.h"
@@ -64,6 +65,11 @@ class command {
 
   CLI::Option *flag(const std::string &names, bool &target) { return app_.add_flag(names, target); }
   CLI::Option *option(const std::string &names, std::string &target) { return app_.add_option(names, target); }
+  // A string option given any number of times, one value each (getopt's way:
+  // `--region 1..2 FILE` must not swallow FILE).
+  CLI::Option *repeated(const std::string &names, std::vector<std::string> &target) {
+    return app_.add_option(names, target)->take_all()->allow_extra_args(false);
+  }
   CLI::Option *positionals(const std::string &name, std::vector<std::string> &target) {
     return app_.add_option(name, target);
   }
@@ -95,6 +101,20 @@ class command {
   // --metadata-snap=123), as getopt's optional arguments work.
   void metadata_snap(bool &present, std::optional<uint64_t> &block);
 
+  // getopt_long parsing instead of CLI11's, for a command line that must
+  // behave as 0.9.0's getopt one does (option order matters, optional
+  // arguments, getopt's own messages): `on_option(c, optarg)` is called for
+  // each option and returns an exit code to end with, or nothing. 'h' and 'V'
+  // (give them in `shortopts`/`longopts`) print the usage / the version; an
+  // option getopt refuses ends with exit_failure after getopt's message.
+  using getopt_handler = std::function<std::optional<int>(int c, const char *arg)>;
+  std::optional<int> parse_getopt(std::vector<std::string> args, const char *shortopts, const ::option *longopts,
+                                  const getopt_handler &on_option);
+
+  // What separates the name from an error message (": "; 0.9.0's
+  // thin_metadata_size uses " - ").
+  void error_separator(std::string sep) { sep_ = std::move(sep); }
+
   // Errors after parsing are silent while `quiet` is true (thin_check -q).
   void errors_follow(const bool &quiet) { quiet_ = &quiet; }
 
@@ -125,7 +145,7 @@ class command {
                           std::function<void(uint64_t)> store);
   bool silent() const { return quiet_ && *quiet_; }
 
-  std::string name_, usage_;
+  std::string name_, usage_, sep_ = ": ";
   CLI::App app_;
   bool help_ = false, version_ = false;
   const bool *quiet_ = nullptr;

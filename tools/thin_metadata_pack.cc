@@ -10,10 +10,11 @@
 #include <fstream>
 #include <iostream>
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include "cli.h"
 #include "commands.h"
+#include "pack_support.h"
 #include "thin/pack/pack.h"
 #include "tool_support.h"
 
@@ -30,54 +31,20 @@ const char *pack_usage =
     "  {-f|--force}  overwrite an output that holds metadata\n"
     "  {-V|--version}\n";
 
-// True when `path` exists and starts with a metadata superblock.
-bool holds_metadata(const std::string &path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
-  pdata::block_buffer b{};
-  const bool yes = ::pread(fd, b.raw(), pdata::block_size, 0) == static_cast<ssize_t>(pdata::block_size) &&
-                   thin::pack::is_metadata_superblock(b.raw());
-  ::close(fd);
-  return yes;
-}
-
 }  // namespace
 
 int thin_metadata_pack_main(std::vector<std::string> args) {
-  bool help = false, version = false, force = false;
+  bool force = false;
   std::string input, output;
+  cli::command cmd("thin_metadata_pack", pack_usage);
+  cmd.flag("-f,--force", force);
+  cmd.option("-i,--input", input);
+  cmd.option("-o,--output", output);
+  if (auto rc = cmd.parse(args)) return *rc;
+  if (input.empty()) return cmd.fail("no input file provided (-i DEVICE)");
+  if (output.empty()) return cmd.fail("no output file provided (-o FILE)");
 
-  CLI::App app{"thin_metadata_pack"};
-  app.set_help_flag();
-  app.add_flag("-h,--help", help);
-  app.add_flag("-V,--version", version);
-  app.add_flag("-f,--force", force);
-  app.add_option("-i,--input", input);
-  app.add_option("-o,--output", output);
-
-  try {
-    std::vector<std::string> rev(args.rbegin(), args.rend() - 1);
-    app.parse(rev);
-  } catch (const CLI::ParseError &e) {
-    std::cerr << "thin_metadata_pack: " << e.what() << "\n" << pack_usage;
-    return exit_failure;
-  }
-  if (help) {
-    std::cout << pack_usage;
-    return exit_ok;
-  }
-  if (version) {
-    std::cout << version_string() << "\n";
-    return exit_ok;
-  }
-  auto fail = [](const std::string &msg) {
-    std::cerr << "thin_metadata_pack: " << msg << "\n";
-    return exit_failure;
-  };
-  if (input.empty()) return fail("no input file provided (-i DEVICE)");
-  if (output.empty()) return fail("no output file provided (-o FILE)");
-
-  try {
+  return cmd.run(input, [&] {
     if (same_file(input, output)) throw usage_error(fmt::format("{}: input and output are the same file", output));
     auto io = open_metadata(input, {false, true});
     if (looks_like_xml(*io))
@@ -103,11 +70,7 @@ int thin_metadata_pack_main(std::vector<std::string> args) {
     }
     ::close(fd);
     return exit_ok;
-  } catch (const usage_error &e) {
-    return fail(e.what());
-  } catch (const std::exception &e) {
-    return fail(fmt::format("{}: {}", input, e.what()));
-  }
+  });
 }
 
 }  // namespace tools

@@ -11,10 +11,11 @@
 #include <fstream>
 #include <iostream>
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include "cli.h"
 #include "commands.h"
+#include "pack_support.h"
 #include "thin/pack/pack.h"
 #include "tool_support.h"
 
@@ -30,16 +31,6 @@ const char *unpack_usage =
     "  {-o|--output} <metadata device or file>\n"
     "  {-f|--force}  overwrite an output that holds metadata\n"
     "  {-V|--version}\n";
-
-bool holds_metadata(const std::string &path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
-  pdata::block_buffer b{};
-  const bool yes = ::pread(fd, b.raw(), pdata::block_size, 0) == static_cast<ssize_t>(pdata::block_size) &&
-                   thin::pack::is_metadata_superblock(b.raw());
-  ::close(fd);
-  return yes;
-}
 
 // A block device as it is (it must be big enough); a file created or
 // truncated and sized to the pack's metadata, so blocks not in the pack read
@@ -69,40 +60,17 @@ std::unique_ptr<pdata::block_io> open_output(const std::string &path, uint64_t n
 }  // namespace
 
 int thin_metadata_unpack_main(std::vector<std::string> args) {
-  bool help = false, version = false, force = false;
+  bool force = false;
   std::string input, output;
+  cli::command cmd("thin_metadata_unpack", unpack_usage);
+  cmd.flag("-f,--force", force);
+  cmd.option("-i,--input", input);
+  cmd.option("-o,--output", output);
+  if (auto rc = cmd.parse(args)) return *rc;
+  if (input.empty()) return cmd.fail("no input file provided (-i FILE)");
+  if (output.empty()) return cmd.fail("no output file provided (-o DEVICE)");
 
-  CLI::App app{"thin_metadata_unpack"};
-  app.set_help_flag();
-  app.add_flag("-h,--help", help);
-  app.add_flag("-V,--version", version);
-  app.add_flag("-f,--force", force);
-  app.add_option("-i,--input", input);
-  app.add_option("-o,--output", output);
-
-  try {
-    std::vector<std::string> rev(args.rbegin(), args.rend() - 1);
-    app.parse(rev);
-  } catch (const CLI::ParseError &e) {
-    std::cerr << "thin_metadata_unpack: " << e.what() << "\n" << unpack_usage;
-    return exit_failure;
-  }
-  if (help) {
-    std::cout << unpack_usage;
-    return exit_ok;
-  }
-  if (version) {
-    std::cout << version_string() << "\n";
-    return exit_ok;
-  }
-  auto fail = [](const std::string &msg) {
-    std::cerr << "thin_metadata_unpack: " << msg << "\n";
-    return exit_failure;
-  };
-  if (input.empty()) return fail("no input file provided (-i FILE)");
-  if (output.empty()) return fail("no output file provided (-o DEVICE)");
-
-  try {
+  return cmd.run(output, [&] {
     if (same_file(input, output)) throw usage_error(fmt::format("{}: input and output are the same file", output));
     struct stat st;
     if (::stat(input.c_str(), &st) != 0) throw usage_error(fmt::format("{}: {}", input, std::strerror(errno)));
@@ -125,11 +93,7 @@ int thin_metadata_unpack_main(std::vector<std::string> args) {
       throw usage_error(fmt::format("{}: {}", input, e.what()));
     }
     return exit_ok;
-  } catch (const usage_error &e) {
-    return fail(e.what());
-  } catch (const std::exception &e) {
-    return fail(fmt::format("{}: {}", output, e.what()));
-  }
+  });
 }
 
 }  // namespace tools

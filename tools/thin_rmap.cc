@@ -4,9 +4,9 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
-#include <CLI/CLI.hpp>
 #include <iostream>
 
+#include "cli.h"
 #include "commands.h"
 #include "thin/format/superblock.h"
 #include "thin/rmap/rmap.h"
@@ -30,72 +30,35 @@ const char *rmap_usage =
 }  // namespace
 
 int thin_rmap_main(std::vector<std::string> args) {
-  bool help = false, version = false;
   std::vector<std::string> region_args, inputs;
-
-  CLI::App app{"thin_rmap"};
-  app.set_help_flag();
-  app.add_flag("-h,--help", help);
-  app.add_flag("-V,--version", version);
-  app.add_option("--region", region_args)->allow_extra_args(false);
-  app.add_option("input", inputs);
-
-  try {
-    std::vector<std::string> rev(args.rbegin(), args.rend() - 1);
-    app.parse(rev);
-  } catch (const CLI::ParseError &e) {
-    std::cerr << "thin_rmap: " << e.what() << "\n" << rmap_usage;
-    return exit_failure;
-  }
-  if (help) {
-    std::cout << rmap_usage;
-    return exit_ok;
-  }
-  if (version) {
-    std::cout << version_string() << "\n";
-    return exit_ok;
-  }
+  cli::command cmd("thin_rmap", rmap_usage);
+  cmd.repeated("--region", region_args);
+  cmd.positionals("input", inputs);
+  if (auto rc = cmd.parse(args)) return *rc;
 
   std::vector<thin::data_region> regions;
   for (auto &r : region_args) {
     try {
       regions.push_back(thin::parse_data_region(r));
     } catch (const std::invalid_argument &e) {
-      std::cerr << "thin_rmap: --region " << r << ": " << e.what() << "\n";
-      return exit_failure;
+      return cmd.fail(fmt::format("--region {}: {}", r, e.what()));
     }
   }
-  if (inputs.empty()) {
-    std::cerr << "thin_rmap: no input file provided\n" << rmap_usage;
-    return exit_failure;
-  }
-  if (regions.empty()) {
-    std::cerr << "thin_rmap: no regions provided\n" << rmap_usage;
-    return exit_failure;
-  }
-
-  try {
-    if (inputs.size() > 1) throw usage_error(fmt::format("only one input may be given (got {})", inputs.size()));
-    const std::string &path = inputs[0];
+  if (inputs.empty()) return cmd.usage_fail("no input file provided");
+  if (regions.empty()) return cmd.usage_fail("no regions provided");
+  if (inputs.size() > 1) return cmd.fail(fmt::format("only one input may be given (got {})", inputs.size()));
+  const std::string &path = inputs[0];
+  return cmd.run(path, [&] {
     auto io = open_metadata(path, {false, true});
     thin::fd_sink sink(STDOUT_FILENO);
     try {
       thin::rmap_metadata(*io, regions, sink);
-    } catch (const thin::metadata_error &err) {
-      if (looks_like_xml(*io))
-        throw usage_error(fmt::format("{}: this looks like XML; thin_rmap reads binary metadata", path));
-      throw usage_error(fmt::format("{}: {}", path, err.what()));
+    } catch (const thin::metadata_error &) {
+      refuse_xml(*io, path, "thin_rmap");
+      throw;
     }
     return exit_ok;
-  } catch (const thin::broken_pipe &) {
-    return exit_ok;
-  } catch (const usage_error &e) {
-    std::cerr << "thin_rmap: " << e.what() << "\n";
-    return exit_failure;
-  } catch (const std::exception &e) {
-    std::cerr << "thin_rmap: " << inputs[0] << ": " << e.what() << "\n";
-    return exit_failure;
-  }
+  });
 }
 
 }  // namespace tools

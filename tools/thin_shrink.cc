@@ -13,7 +13,6 @@
 #include <fstream>
 #include <iostream>
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
 #include "cli.h"
@@ -68,47 +67,25 @@ class lazy_file_sink : public thin::text_sink {
 }  // namespace
 
 int thin_shrink_main(std::vector<std::string> args) {
-  bool help = false, version = false, binary = false, no_copy = false;
-  std::string input, output, data_path, nr_blocks;
+  bool binary = false, no_copy = false;
+  std::string input, output, data_path;
+  std::optional<uint64_t> nr_blocks;
+  cli::command cmd("thin_shrink", shrink_usage);
+  cmd.option("-i,--input", input);
+  cmd.option("-o,--output", output);
+  cmd.option("--data", data_path);
+  cmd.number("--nr-blocks", nr_blocks);
+  cmd.flag("--binary", binary);
+  cmd.flag("--no-copy", no_copy);
+  if (auto rc = cmd.parse(args)) return *rc;
+  if (input.empty()) return cmd.fail("no input file provided (-i FILE)");
+  if (output.empty()) return cmd.fail("no output file provided (-o FILE)");
+  if (!nr_blocks) return cmd.fail("no new size given (--nr-blocks N)");
+  if (data_path.empty() && !no_copy) return cmd.fail("no data device given (--data DEVICE)");
 
-  CLI::App app{"thin_shrink"};
-  app.set_help_flag();
-  app.add_flag("-h,--help", help);
-  app.add_flag("-V,--version", version);
-  app.add_option("-i,--input", input);
-  app.add_option("-o,--output", output);
-  app.add_option("--data", data_path);
-  app.add_option("--nr-blocks", nr_blocks);
-  app.add_flag("--binary", binary);
-  app.add_flag("--no-copy", no_copy);
-
-  try {
-    std::vector<std::string> rev(args.rbegin(), args.rend() - 1);
-    app.parse(rev);
-  } catch (const CLI::ParseError &e) {
-    std::cerr << "thin_shrink: " << e.what() << "\n" << shrink_usage;
-    return exit_failure;
-  }
-  if (help) {
-    std::cout << shrink_usage;
-    return exit_ok;
-  }
-  if (version) {
-    std::cout << version_string() << "\n";
-    return exit_ok;
-  }
-  auto fail = [](const std::string &msg) {
-    std::cerr << "thin_shrink: " << msg << "\n";
-    return exit_failure;
-  };
-  if (input.empty()) return fail("no input file provided (-i FILE)");
-  if (output.empty()) return fail("no output file provided (-o FILE)");
-  if (nr_blocks.empty()) return fail("no new size given (--nr-blocks N)");
-  if (data_path.empty() && !no_copy) return fail("no data device given (--data DEVICE)");
-
-  try {
+  return cmd.run("", [&] {
     thin::shrink_options opts;
-    opts.nr_blocks = cli::parse_number("--nr-blocks", nr_blocks);
+    opts.nr_blocks = *nr_blocks;
     opts.copy_data = !no_copy;
     if (same_file(input, output)) throw usage_error(fmt::format("{}: input and output are the same file", output));
     if (!data_path.empty() && (same_file(data_path, input) || same_file(data_path, output)))
@@ -116,41 +93,34 @@ int thin_shrink_main(std::vector<std::string> args) {
 
     std::unique_ptr<pdata::block_io> data;
     if (opts.copy_data) data = open_metadata(data_path, {true, true});
-
-    if (binary) {
-      auto in = open_metadata(input, {false, true});
-      if (looks_like_xml(*in))
-        throw usage_error(fmt::format("{}: this looks like XML; leave out --binary to shrink XML", input));
-      auto out = open_metadata(output, {true, true});
-      try {
+    try {
+      if (binary) {
+        auto in = open_metadata(input, {false, true});
+        if (looks_like_xml(*in))
+          throw usage_error(fmt::format("{}: this looks like XML; leave out --binary to shrink XML", input));
+        auto out = open_metadata(output, {true, true});
         thin::shrink_metadata(*in, data.get(), *out, opts);
-      } catch (const thin::metadata_error &e) {
-        throw usage_error(fmt::format("{}: {}", input, e.what()));
-      }
-    } else {
-      struct stat st;
-      if (::stat(input.c_str(), &st) != 0) throw usage_error(fmt::format("{}: {}", input, std::strerror(errno)));
-      if (!S_ISREG(st.st_mode)) throw usage_error(fmt::format("{}: not a regular file", input));
-      auto open_input = [&]() -> std::unique_ptr<std::istream> {
-        auto f = std::make_unique<std::ifstream>(input, std::ios::binary);
-        if (!*f) throw usage_error(fmt::format("{}: cannot open: {}", input, std::strerror(errno)));
-        return f;
-      };
-      lazy_file_sink out(output);
-      try {
+      } else {
+        struct stat st;
+        if (::stat(input.c_str(), &st) != 0) throw usage_error(fmt::format("{}: {}", input, std::strerror(errno)));
+        if (!S_ISREG(st.st_mode)) throw usage_error(fmt::format("{}: not a regular file", input));
+        auto open_input = [&]() -> std::unique_ptr<std::istream> {
+          auto f = std::make_unique<std::ifstream>(input, std::ios::binary);
+          if (!*f) throw usage_error(fmt::format("{}: cannot open: {}", input, std::strerror(errno)));
+          return f;
+        };
+        lazy_file_sink out(output);
         thin::shrink_xml(open_input, data.get(), out, opts);
-      } catch (const thin::xml_error &e) {
-        throw usage_error(fmt::format("{}: {}", input, e.what()));
       }
+    } catch (const thin::metadata_error &e) {
+      throw usage_error(fmt::format("{}: {}", input, e.what()));
+    } catch (const thin::xml_error &e) {
+      throw usage_error(fmt::format("{}: {}", input, e.what()));
+    } catch (const thin::shrink_error &e) {
+      throw usage_error(fmt::format("{}: {}", input, e.what()));
     }
     return exit_ok;
-  } catch (const usage_error &e) {
-    return fail(e.what());
-  } catch (const thin::shrink_error &e) {
-    return fail(fmt::format("{}: {}", input, e.what()));
-  } catch (const std::exception &e) {
-    return fail(e.what());
-  }
+  });
 }
 
 }  // namespace tools

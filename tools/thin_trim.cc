@@ -12,9 +12,9 @@
 #include <cstring>
 #include <iostream>
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include "cli.h"
 #include "commands.h"
 #include "persistent-data/errors.h"
 #include "thin/format/superblock.h"
@@ -66,44 +66,22 @@ class data_device {
 }  // namespace
 
 int thin_trim_main(std::vector<std::string> args) {
-  bool help = false, version = false, pool_inactive = false;
+  bool pool_inactive = false;
   std::string meta_path, data_path;
   std::vector<std::string> extra;
-
-  CLI::App app{"thin_trim"};
-  app.set_help_flag();
-  app.add_flag("-h,--help", help);
-  app.add_flag("-V,--version", version);
-  app.add_option("--metadata-dev", meta_path)->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
-  app.add_option("--data-dev", data_path)->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  cli::command cmd("thin_trim", trim_usage);
+  cmd.option("--metadata-dev", meta_path)->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  cmd.option("--data-dev", data_path)->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   // 0.9.0 still accepts it; the metadata device is opened exclusively anyway.
-  app.add_flag("--pool-inactive", pool_inactive);
-  app.add_option("extra", extra);
+  cmd.flag("--pool-inactive", pool_inactive);
+  cmd.positionals("extra", extra);
+  if (auto rc = cmd.parse(args)) return *rc;
 
-  try {
-    std::vector<std::string> rev(args.rbegin(), args.rend() - 1);
-    app.parse(rev);
-  } catch (const CLI::ParseError &e) {
-    std::cerr << "thin_trim: " << e.what() << "\n" << trim_usage;
-    return exit_failure;
-  }
-  if (help) {
-    std::cout << trim_usage;
-    return exit_ok;
-  }
-  if (version) {
-    std::cout << version_string() << "\n";
-    return exit_ok;
-  }
-  auto usage_fail = [](const std::string &msg) {
-    std::cerr << "thin_trim: " << msg << "\n" << trim_usage;
-    return exit_failure;
-  };
-  if (meta_path.empty()) return usage_fail("no metadata device given (--metadata-dev)");
-  if (data_path.empty()) return usage_fail("no data device given (--data-dev)");
-  if (!extra.empty()) return usage_fail(fmt::format("unexpected argument '{}'", extra[0]));
+  if (meta_path.empty()) return cmd.usage_fail("no metadata device given (--metadata-dev)");
+  if (data_path.empty()) return cmd.usage_fail("no data device given (--data-dev)");
+  if (!extra.empty()) return cmd.usage_fail(fmt::format("unexpected argument '{}'", extra[0]));
 
-  try {
+  return cmd.run(meta_path, [&] {
     if (same_file(meta_path, data_path))
       throw usage_error(fmt::format("{}: the metadata and the data device are the same file", data_path));
     auto io = open_metadata(meta_path, {false, true});
@@ -126,13 +104,7 @@ int thin_trim_main(std::vector<std::string> args) {
       return exit_failure;
     }
     return exit_ok;
-  } catch (const usage_error &e) {
-    std::cerr << "thin_trim: " << e.what() << "\n";
-    return exit_failure;
-  } catch (const std::exception &e) {
-    std::cerr << "thin_trim: " << meta_path << ": " << e.what() << "\n";
-    return exit_failure;
-  }
+  });
 }
 
 }  // namespace tools
