@@ -11,13 +11,14 @@ scripts/build.sh build
 (cd build && ctest -j "$(nproc)" --output-on-failure)
 scripts/build.sh build-asan -DTHINKIT_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
 # Under the sanitizers every suite runs except the heaviest parametrisations:
-# the checker's and thin_repair's damage corpora and the reference-count
-# corpus of the large `btree` fixture, and the
+# the checker's, the fast path's and thin_repair's damage corpora and the
+# reference-count corpus of the large `btree` fixture, the Debian package
+# test, and the
 # one-million-mapping round trip. They run in full above, and the same code
 # paths run here on the smaller fixtures and pools; this keeps CI (2 cores)
 # well under 15 minutes.
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-  ctest -j "$(nproc)" --output-on-failure -E '(^check_damage_btree\.|^repair_damage_btree\.|/btree( |$)|one_million|^packaging\.)')
+  ctest -j "$(nproc)" --output-on-failure -E '(^check_damage_btree\.|^check_fast_path_btree\.|^repair_damage_btree\.|/btree( |$)|one_million|^packaging\.)')
 # ThreadSanitizer over the reader threads of the fast check
 # (lib/thin/check/fast_check.cc) and of dump (lib/thin/dump/dump.cc): only the
 # small thinkit_tsan_tests executable (tests/CMakeLists.txt) and what it links.

@@ -126,7 +126,7 @@ class vector_source : public thin::pack::byte_source {
   explicit vector_source(const bytes &b) : b_(b) {}
   std::size_t read(unsigned char *buf, std::size_t len) override {
     const std::size_t n = std::min(len, b_.size() - pos_);
-    std::memcpy(buf, b_.data() + pos_, n);
+    if (n) std::memcpy(buf, b_.data() + pos_, n);  // an empty vector's data() may be null
     pos_ += n;
     return n;
   }

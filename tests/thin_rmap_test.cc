@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "oracle_run.h"
+#include "persistent-data/errors.h"
 #include "test_support.h"
 #include "thin/rmap/rmap.h"
 
@@ -126,8 +127,8 @@ TEST(thin_rmap, parses_regions_as_0_9_0_does) {
   EXPECT_EQ(r.end, 45u);
   EXPECT_TRUE(r.contains(44));
   EXPECT_FALSE(r.contains(45));
-  EXPECT_THROW(thin::parse_data_region("45..5"), std::invalid_argument);
-  EXPECT_THROW(thin::parse_data_region("99999999999999999999..1"), std::invalid_argument);
+  EXPECT_THROW(thin::parse_data_region("45..5"), pdata::bad_input_error);
+  EXPECT_THROW(thin::parse_data_region("99999999999999999999..1"), pdata::bad_input_error);
 }
 
 TEST(thin_rmap, fails_with_exit_1_on_unusable_input) {

@@ -51,7 +51,7 @@ int thin_ls_main(std::vector<std::string> args) {
   if (format_opt->count()) {
     try {
       opts.fields = thin::parse_ls_fields(format);
-    } catch (const std::invalid_argument &e) {
+    } catch (const pdata::bad_input_error &e) {
       return cmd.fail(fmt::format("-o {}: {}", format, e.what()));
     }
   }

@@ -84,7 +84,7 @@ int thin_metadata_size_main(std::vector<std::string> args) {
       thin::size_arg a;
       try {
         a = thin::parse_size_arg(arg);
-      } catch (const std::invalid_argument &e) {
+      } catch (const pdata::bad_input_error &e) {
         return cmd.fail(e.what());
       }
       value[o] = o == thins ? a.count() : a.sectors();

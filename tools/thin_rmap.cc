@@ -40,7 +40,7 @@ int thin_rmap_main(std::vector<std::string> args) {
   for (auto &r : region_args) {
     try {
       regions.push_back(thin::parse_data_region(r));
-    } catch (const std::invalid_argument &e) {
+    } catch (const pdata::bad_input_error &e) {
       return cmd.fail(fmt::format("--region {}: {}", r, e.what()));
     }
   }

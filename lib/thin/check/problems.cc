@@ -1,5 +1,6 @@
 // The problem catalogue's table and message rendering (see problems.h).
 #include "thin/check/problems.h"
+#include "persistent-data/errors.h"
 
 #include <stdexcept>
 
@@ -48,14 +49,14 @@ std::string render(problem_id id, const problem_args &args) {
       continue;
     }
     const std::size_t close = t.find('}', i);
-    if (close == std::string_view::npos) throw std::logic_error(fmt::format("{}: unclosed {{", to_string(id)));
+    if (close == std::string_view::npos) throw pdata::internal_error(fmt::format("{}: unclosed {{", to_string(id)));
     std::string_view field = t.substr(i + 1, close - i - 1), spec;
     if (auto colon = field.find(':'); colon != std::string_view::npos) {
       spec = field.substr(colon + 1);
       field = field.substr(0, colon);
     }
     const auto *v = args.find(field);
-    if (!v) throw std::logic_error(fmt::format("{}: no value for {{{}}}", to_string(id), field));
+    if (!v) throw pdata::internal_error(fmt::format("{}: no value for {{{}}}", to_string(id), field));
     if (const uint64_t *n = std::get_if<uint64_t>(v))
       out += spec == "#x" ? fmt::format("{:#x}", *n) : fmt::format("{}", *n);
     else

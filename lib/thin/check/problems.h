@@ -56,7 +56,7 @@ class problem_args {
 };
 
 // The message of a problem. A {name} the args lack is a programming error
-// (std::logic_error).
+// (pdata::internal_error).
 std::string render(problem_id id, const problem_args &args);
 
 }  // namespace thin

@@ -10,8 +10,8 @@
 #include <unordered_map>
 
 #include "persistent-data/btree_node.h"
-#include "persistent-data/errors.h"
 #include "thin/format/superblock.h"
+#include "persistent-data/errors.h"
 #include "thin/format/thin_trees.h"
 
 namespace thin {
@@ -50,7 +50,7 @@ std::vector<ls_field> parse_ls_fields(const std::string &list) {
     std::string item = list.substr(pos, comma - pos);
     auto &names = ls_field_names();
     auto it = std::find_if(names.begin(), names.end(), [&](auto &n) { return item == n.second; });
-    if (it == names.end()) throw std::invalid_argument(fmt::format("unknown field '{}'", item));
+    if (it == names.end()) throw pdata::bad_input_error(fmt::format("unknown field '{}'", item));
     fields.push_back(it->first);
     pos = comma + 1;
   }

@@ -50,7 +50,7 @@ enum class ls_field {
 // Every field with its name, in order.
 const std::vector<std::pair<ls_field, const char *>> &ls_field_names();
 
-// Parses a comma-separated list ("DEV,MAPPED"). Throws std::invalid_argument
+// Parses a comma-separated list ("DEV,MAPPED"). Throws pdata::bad_input_error
 // naming the first unknown field.
 std::vector<ls_field> parse_ls_fields(const std::string &list);
 

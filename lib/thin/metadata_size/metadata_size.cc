@@ -1,6 +1,7 @@
 // thin_metadata_size: units, arguments, the estimate and its output (see
 // metadata_size.h).
 #include "thin/metadata_size/metadata_size.h"
+#include "persistent-data/errors.h"
 
 #include <fmt/format.h>
 
@@ -71,7 +72,7 @@ size_arg parse_size_arg(const std::string &text) {
   }
   if (digits < text.size()) {
     a.unit = find_size_unit(text.substr(digits));
-    if (!a.unit) throw std::invalid_argument("Invalid unit specifier!");
+    if (!a.unit) throw pdata::bad_input_error("Invalid unit specifier!");
   }
   return a;
 }

@@ -33,7 +33,7 @@ constexpr unsigned sectors_unit = 1;
 std::optional<unsigned> find_size_unit(const std::string &text);
 
 // A size argument: leading decimal digits and an optional unit ("64k",
-// "128"). Throws std::invalid_argument for an unknown unit.
+// "128"). Throws pdata::bad_input_error for an unknown unit.
 struct size_arg {
   uint64_t number = 0;           // the digits (0 when there are none)
   std::optional<unsigned> unit;  // the unit given, if any

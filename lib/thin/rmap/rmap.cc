@@ -1,5 +1,6 @@
 // thin_rmap: reverse map of data blocks to thin blocks (see rmap.h).
 #include "thin/rmap/rmap.h"
+#include "persistent-data/errors.h"
 
 #include <fmt/format.h>
 
@@ -44,11 +45,11 @@ data_region parse_data_region(const std::string &text) {
   std::size_t pos = 0;
   auto begin = take_number(text, pos);
   // Without a first number 0.9.0's stream reads no dots either.
-  if (!begin || text.compare(pos, 2, "..") != 0) throw std::invalid_argument("badly formed region (no dots)");
+  if (!begin || text.compare(pos, 2, "..") != 0) throw pdata::bad_input_error("badly formed region (no dots)");
   pos += 2;
   auto end = take_number(text, pos);
-  if (!end) throw std::invalid_argument("badly formed region (couldn't parse numbers)");
-  if (*end <= *begin) throw std::invalid_argument("badly formed region (end <= begin)");
+  if (!end) throw pdata::bad_input_error("badly formed region (couldn't parse numbers)");
+  if (*end <= *begin) throw pdata::bad_input_error("badly formed region (end <= begin)");
   return {*begin, *end};
 }
 

@@ -23,7 +23,7 @@ struct data_region {
 };
 
 // Parses "BEGIN..END" (END one past the last block) as 0.9.0 does. Throws
-// std::invalid_argument saying what is wrong (no dots, not numbers,
+// pdata::bad_input_error saying what is wrong (no dots, not numbers,
 // END <= BEGIN).
 data_region parse_data_region(const std::string &text);
 

@@ -1,5 +1,6 @@
 // thin_trim (see trim.h): check, read the data space map, discard its free runs.
 #include "thin/trim/trim.h"
+#include "persistent-data/errors.h"
 
 #include <fcntl.h>
 #include <linux/falloc.h>
@@ -23,13 +24,13 @@ void fd_discard_target::discard(uint64_t off, uint64_t len) {
   if (blockdev_) {
     uint64_t range[2] = {off, len};
     if (::ioctl(fd_, BLKDISCARD, range) != 0)
-      throw std::runtime_error(
+      throw pdata::io_error(
           fmt::format("discard of bytes {}..{} failed: {}", off, off + len - 1, std::strerror(errno)));
     return;
   }
   if (::fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(off),
                   static_cast<off_t>(len)) != 0)
-    throw std::runtime_error(
+    throw pdata::io_error(
         fmt::format("punching a hole at bytes {}..{} failed: {}", off, off + len - 1, std::strerror(errno)));
 }
 
