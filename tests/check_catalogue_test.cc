@@ -11,6 +11,7 @@
 #include <set>
 
 #include "damage_support.h"
+#include "persistent-data/errors.h"
 #include "thin/check/problems.h"
 
 namespace {
@@ -42,7 +43,7 @@ TEST(check_catalogue, render_replaces_each_named_value_and_refuses_a_missing_one
   EXPECT_EQ(thin::render(problem_id::SB_COMPAT_RO_FLAGS, thin::problem_args()("flags", 0x12)),
             "superblock has read-only-compatible feature flags 0x12 this tool does not know");
   EXPECT_THROW(thin::render(problem_id::SM_NR_ALLOCATED_UNDERSTATED, thin::problem_args()("sm", "data")),
-               std::logic_error);
+               pdata::internal_error);
 }
 
 // The PROBLEMS section of the man page: `.BR NAME " (severity[, repaired by
