@@ -33,6 +33,13 @@ struct run_result {
 run_result run_tool(const std::string &tool, const std::vector<std::string> &args, const std::string &input = "",
                     int timeout_s = 120);
 
+// Runs any installed program (an oracle such as /usr/sbin/thin_delta) as
+// run_tool runs ours: arguments as given, standard input empty, standard
+// output and error captured.
+run_result run_program(const std::string &path, const std::vector<std::string> &args);
+// True when `path` is an executable file.
+bool have_program(const std::string &path);
+
 // Path of a built tool link, e.g. tool_path("thin_check").
 std::string tool_path(const std::string &tool);
 

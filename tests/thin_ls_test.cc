@@ -17,7 +17,6 @@
 #include <string>
 #include <vector>
 
-#include "oracle_run.h"
 #include "persistent-data/block_cache.h"
 #include "persistent-data/block_io.h"
 #include "persistent-data/btree_walk.h"

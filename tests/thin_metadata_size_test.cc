@@ -12,7 +12,6 @@
 #include <string>
 #include <vector>
 
-#include "oracle_run.h"
 #include "test_support.h"
 #include "thin/metadata_size/metadata_size.h"
 

@@ -13,7 +13,6 @@
 #include <string>
 #include <vector>
 
-#include "oracle_run.h"
 #include "persistent-data/errors.h"
 #include "test_support.h"
 #include "thin/rmap/rmap.h"
