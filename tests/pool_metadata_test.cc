@@ -4,6 +4,7 @@
 // device should map. After every commit the metadata must pass the checker
 // (reference counts included) and read back exactly as the model says.
 // Seeds are fixed and printed on failure.
+#include <fcntl.h>
 #include <gtest/gtest.h>
 
 #include <map>

@@ -9,6 +9,7 @@
 // must lie in a range the loss report names (an empty report: nothing
 // missing). A deterministic sample also goes through the built thin_repair
 // and Debian 0.9.0's thin_check (skipped when not installed).
+#include <fcntl.h>
 #include <gtest/gtest.h>
 
 #include <sys/stat.h>

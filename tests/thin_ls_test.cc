@@ -3,6 +3,7 @@
 // committed beside them as thin_ls.txt), exclusive/shared counts checked
 // against the mappings of the generated XML, the count's one read per node
 // however many devices share it, and the command line's errors.
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>

@@ -4,6 +4,7 @@
 // pass the checker and every mapped sector must read back data written to it
 // (or zeroes), never garbage. With legacy_ordering the same workloads do read
 // back garbage: the data-loss class fixed by kernel commit 694cfe7f31.
+#include <fcntl.h>
 #include <gtest/gtest.h>
 
 #include "crash_support.h"

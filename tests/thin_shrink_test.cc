@@ -5,6 +5,7 @@
 // either the old pool or the new one readable with the same data.
 #include <unistd.h>
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
