@@ -21,7 +21,7 @@
 #include "persistent-data/errors.h"
 #include "persistent-data/space_map_reader.h"
 #include "thin/check/typed_faults.h"
-#include "thin/format/data_block_set.h"
+#include "thin/check/shared_vblocks.h"
 #include "thin/format/invariants.h"
 #include "thin/format/thin_trees.h"
 
@@ -530,13 +530,10 @@ bool fast_checker::run() {
   count_down &data = *data_;
   const uint64_t nr_data = nr_data_;
   // A data block mapped twice within one device (invariants.h) has two
-  // references or more: those references are listed (data block, virtual
-  // block), and a block mapped at two different virtual blocks, which
-  // snapshots never do, is handed over to the exact checker, which looks at
-  // each device. `was_two`: blocks whose count was 2 (the second reference
-  // sees 1 left).
-  std::vector<std::pair<uint64_t, uint64_t>> shared_refs;
-  data_block_set was_two;  // paged: memory follows the blocks shared
+  // references or more, and snapshots keep a shared block at one virtual
+  // block: a shared block met at a second virtual block hands the pool over
+  // to the exact checker, which looks at each device (shared_vblocks.h).
+  shared_vblocks vblocks(data.size());
   process_leaves(mapping_leaves_, 8, [&](const btree_node_view &n, const leaf_ref *first, const leaf_ref *last) {
     const uint32_t nr = n.nr_entries();
     const unsigned char *values = n.value_ptr(0);
@@ -545,9 +542,7 @@ bool fast_checker::run() {
       const uint64_t db = unpack_block(bt);
       if (db < nr_data) {
         const uint32_t left = data.remaining(db);
-        if (left == 2) was_two.insert(db);
-        if (left >= 2 || (left == 1 && was_two.contains(db)))
-          shared_refs.emplace_back(db, n.key(i));
+        if (left >= 2 ? !vblocks.note(db, n.key(i)) : left == 1 && !vblocks.last(db, n.key(i))) abandon();
       }
       if (!invariants::mapping_block_ok(db, nr_data) || !invariants::mapping_time_ok(unpack_time(bt), sb_time) ||
           !data.take(db))
@@ -556,12 +551,6 @@ bool fast_checker::run() {
     for (const leaf_ref *r = first; r != last; r++) totals_[r->slot] += nr;
   });
   std::vector<leaf_ref>().swap(mapping_leaves_);
-  was_two = data_block_set();
-  std::sort(shared_refs.begin(), shared_refs.end());
-  for (std::size_t i = 1; i < shared_refs.size(); i++)
-    if (shared_refs[i].first == shared_refs[i - 1].first && shared_refs[i].second != shared_refs[i - 1].second)
-      abandon();
-  std::vector<std::pair<uint64_t, uint64_t>>().swap(shared_refs);
 
   // Per-device totals: children before parents.
   {
