@@ -6,10 +6,17 @@
 # libFuzzer harness a short smoke run.
 set -eu
 cd "$(dirname "$0")/.."
+# Each step's wall time goes to stderr, so a slow CI run shows where it went.
+start=$(date +%s) last=$start
+step() { now=$(date +%s); echo "test.sh: $1 took $((now - last)) s ($((now - start)) s in all)" >&2; last=$now; }
 scripts/install-deps.sh --with-oracle
+step "installing dependencies"
 scripts/build.sh build
+step "the release build"
 (cd build && ctest -j "$(nproc)" --output-on-failure)
+step "the release tests"
 scripts/build.sh build-asan -DTHINKIT_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+step "the sanitizer build"
 # Under the sanitizers every suite runs except the heaviest parametrisations:
 # the checker's, the fast path's and thin_repair's damage corpora and the
 # reference-count corpus of the large `btree` fixture, the Debian package
@@ -20,6 +27,7 @@ scripts/build.sh build-asan -DTHINKIT_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
 # well under 15 minutes.
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest -j "$(nproc)" --output-on-failure -E '(^check_damage_btree\.|^check_fast_path_btree\.|^repair_damage_btree\.|/btree( |$)|one_million|^packaging\.|^check_json\.lists_the_same_problems_as_the_text_output_on_a_sample|^thin_ls\.reads_each_shared_node_once_for_a_thousand|^big_pool\.)')
+step "the sanitizer tests"
 # ThreadSanitizer over the reader threads of the fast check
 # (lib/thin/check/fast_check.cc) and of dump (lib/thin/dump/dump.cc): only the
 # small thinkit_tsan_tests executable (tests/CMakeLists.txt) and what it links.
@@ -31,6 +39,7 @@ cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTHINKIT_TSAN=ON >/d
 cmake --build build-tsan -j "$(nproc)" --target thinkit_tsan_tests
 TSAN_OPTIONS=halt_on_error=1:abort_on_error=1:second_deadlock_stack=1 build-tsan/tests/thinkit_tsan_tests \
   --gtest_filter='check_fast_path_hints.*:thin_restore.a_power_cut*:thin_restore.def_and_ref*'
+step "ThreadSanitizer"
 # The libFuzzer harnesses (fuzz/, clang): build them (the libraries and the
 # harnesses only) and run each on its seed corpus for a bounded time, two at
 # a time; new inputs go to a scratch directory, never into fuzz/corpus/. Any
@@ -39,6 +48,7 @@ TSAN_OPTIONS=halt_on_error=1:abort_on_error=1:second_deadlock_stack=1 build-tsan
 cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ -DTHINKIT_FUZZ=ON \
   -DTHINKIT_TESTS=OFF >/dev/null
 cmake --build build-fuzz -j "$(nproc)" --target fuzzers
+step "the fuzzer build"
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 for h in check roundtrip restore repair delta audit; do echo "$h"; done | xargs -P 2 -I H sh -c '
@@ -48,3 +58,4 @@ for h in check roundtrip restore repair delta audit; do echo "$h"; done | xargs 
       -artifact_prefix="$1/H-" "$1/H" fuzz/corpus/H >"$1/H.log" 2>&1 \
     || { cat "$1/H.log"; echo "fuzz smoke: H failed"; exit 255; }
   echo "fuzz smoke: H: $(grep -E "^#[0-9]+" "$1/H.log" | tail -1)"' sh "$scratch"
+step "the fuzz smoke runs"
