@@ -13,7 +13,7 @@
 
 #include "persistent-data/block_io.h"
 #include "persistent-data/errors.h"
-#include "test_support.h"
+#include "support/test_support.h"
 
 namespace {
 

@@ -9,8 +9,10 @@
 #include <fstream>
 #include <regex>
 #include <set>
+#include <fmt/format.h>
+#include <cstring>
 
-#include "damage_support.h"
+#include "support/damage_support.h"
 #include "persistent-data/errors.h"
 #include "thin/check/problems.h"
 
@@ -88,7 +90,7 @@ TEST(check_catalogue, auto_repair_repairs_exactly_the_problems_the_catalogue_mar
         if (before.exception || before.records.empty()) continue;
         bool fixable = before.result.superblock_ok;
         for (auto &d : before.records) fixable &= thin::info(d.id).auto_repair;
-        dmg::recording_reporter r;
+        test::recording_reporter r;
         thin::auto_repair_result ar;
         try {
           ar = thin::auto_repair(io, r);

@@ -10,25 +10,17 @@
 #include <chrono>
 #include <cstdlib>
 #include <iostream>
+#include <fmt/format.h>
 
-#include "damage_support.h"
+#include "support/damage_support.h"
+#include "persistent-data/btree_node.h"
 
 namespace {
 
 using dmg::block_address;
 using namespace std::chrono_literals;
 
-struct loaded {
-  dmg::image img;
-  dmg::layout L;
-};
-
-loaded load(const std::string &scenario) {
-  loaded f;
-  f.img = dmg::load_fixture(scenario);
-  f.L = dmg::analyse(f.img);
-  return f;
-}
+using loaded = dmg::analysed_fixture;
 
 enum class pass { zero, flip, structural };
 
@@ -92,7 +84,7 @@ std::string list(const std::vector<std::string> &failures, std::size_t max = 25)
 TEST(check_damage_harness, every_used_block_of_every_fixture_is_reachable_and_validates_as_what_it_is) {
   for (auto &scenario : test::kernel_scenarios()) {
     SCOPED_TRACE(scenario);
-    loaded f = load(scenario);
+    loaded f = dmg::load_analysed(scenario);
     EXPECT_TRUE(f.L.problems.empty()) << list(f.L.problems);
     ASSERT_FALSE(f.L.used.empty());
     std::set<block_address> reachable;
@@ -113,7 +105,7 @@ TEST(check_damage_harness, every_used_block_of_every_fixture_is_reachable_and_va
 }
 
 TEST(check_damage_harness, the_oracle_tells_a_changed_meaning_from_an_unchanged_one) {
-  loaded f = load("basic");
+  loaded f = dmg::load_analysed("basic");
   dmg::damage_runner runner(f.img);
   // A variant that changes a mapping but is not caught would be judged a
   // failure by fatal_or_same_meaning: check the meaning really differs.
@@ -144,7 +136,7 @@ class check_damage : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(check_damage, zeroing_any_used_metadata_block_is_fatal) {
   dmg::watchdog dog(20s, 120s);
-  loaded f = load(GetParam());
+  loaded f = dmg::load_analysed(GetParam());
   auto s = run_pass(f, pass::zero, dog);
   EXPECT_EQ(s.variants, f.L.used.size());
   EXPECT_TRUE(s.failures.empty()) << s.failures.size() << " of " << s.variants << " variants:" << list(s.failures);
@@ -152,7 +144,7 @@ TEST_P(check_damage, zeroing_any_used_metadata_block_is_fatal) {
 
 TEST_P(check_damage, flipping_one_bit_anywhere_in_a_used_block_is_fatal) {
   dmg::watchdog dog(20s, 120s);
-  loaded f = load(GetParam());
+  loaded f = dmg::load_analysed(GetParam());
   auto s = run_pass(f, pass::flip, dog);
   EXPECT_GE(s.variants, 8 * f.L.used.size());
   EXPECT_TRUE(s.failures.empty()) << s.failures.size() << " of " << s.variants << " variants:" << list(s.failures);
@@ -160,7 +152,7 @@ TEST_P(check_damage, flipping_one_bit_anywhere_in_a_used_block_is_fatal) {
 
 TEST_P(check_damage, structural_damage_behind_a_valid_checksum_is_fatal_unless_the_meaning_is_unchanged) {
   dmg::watchdog dog(20s, 120s);
-  loaded f = load(GetParam());
+  loaded f = dmg::load_analysed(GetParam());
   auto s = run_pass(f, pass::structural, dog);
   EXPECT_GE(s.variants, 10 * f.L.used.size());
   EXPECT_TRUE(s.failures.empty()) << s.failures.size() << " of " << s.variants << " variants:" << list(s.failures);
@@ -172,7 +164,7 @@ TEST_P(check_damage, structural_damage_behind_a_valid_checksum_is_fatal_unless_t
 // and it must never die of a signal or change the file.
 void sample_through_thin_check(const std::string &scenario, std::size_t stride) {
   dmg::watchdog dog(60s, 300s);
-  loaded f = load(scenario);
+  loaded f = dmg::load_analysed(scenario);
   test::temp_dir dir;
   dmg::scratch_image file(f.img, dir);
   dmg::damage_runner runner(f.img);
@@ -219,19 +211,12 @@ TEST_P(check_damage, thin_check_rejects_every_tenth_damaged_image_and_leaves_it_
   sample_through_thin_check(GetParam(), 10);
 }
 
-std::string scenario_name(const ::testing::TestParamInfo<std::string> &p) {
-  std::string s = p.param;
-  for (auto &c : s)
-    if (c == '-') c = '_';
-  return s;
-}
-
 // `basic` (2 devices) and `snapshots` (shared subtrees) as the issue asks,
 // and the other small fixtures: a held metadata snapshot, a log-writes
 // replay, 192 KiB data blocks.
 INSTANTIATE_TEST_SUITE_P(fixtures, check_damage,
                          ::testing::Values("basic", "snapshots", "discard-metasnap", "logwrites", "bigblock"),
-                         scenario_name);
+                         test::scenario_name);
 
 //------------------------------------------------------------------ the btree fixture
 
@@ -239,7 +224,7 @@ INSTANTIATE_TEST_SUITE_P(fixtures, check_damage,
 // the mapping side, two bitmaps per space map.
 TEST(check_damage_btree, zeroing_any_used_block_of_the_btree_fixture_is_fatal) {
   dmg::watchdog dog(20s, 300s);
-  loaded f = load("btree");
+  loaded f = dmg::load_analysed("btree");
   auto s = run_pass(f, pass::zero, dog);
   EXPECT_EQ(s.variants, f.L.used.size());
   EXPECT_TRUE(s.failures.empty()) << s.failures.size() << " of " << s.variants << " variants:" << list(s.failures);
@@ -250,7 +235,7 @@ TEST(check_damage_btree, zeroing_any_used_block_of_the_btree_fixture_is_fatal) {
 // exercised here. Every used block, every kind of damage.
 TEST(check_damage_btree, flipping_one_bit_anywhere_in_a_used_block_of_the_btree_fixture_is_fatal) {
   dmg::watchdog dog(20s, 300s);
-  loaded f = load("btree");
+  loaded f = dmg::load_analysed("btree");
   auto s = run_pass(f, pass::flip, dog);
   EXPECT_GE(s.variants, 8 * f.L.used.size());
   EXPECT_TRUE(s.failures.empty()) << s.failures.size() << " of " << s.variants << " variants:" << list(s.failures);
@@ -262,7 +247,7 @@ TEST(check_damage_btree, thin_check_rejects_a_sample_of_damaged_btree_fixtures_a
 
 TEST(check_damage_btree, structural_damage_in_the_btree_fixture_is_fatal_unless_the_meaning_is_unchanged) {
   dmg::watchdog dog(20s, 300s);
-  loaded f = load("btree");
+  loaded f = dmg::load_analysed("btree");
   auto s = run_pass(f, pass::structural, dog);
   EXPECT_GE(s.variants, 10 * f.L.used.size());
   // Internal nodes were damaged too.

@@ -5,10 +5,13 @@
 // (catalogue id, kind, fatal, block, device, keys, text, in order) and return the same
 // result. The fast path either proves metadata clean or hands over.
 #include <gtest/gtest.h>
+#include <fmt/format.h>
 
-#include "damage_support.h"
+#include "support/damage_support.h"
 #include "thin/check/fast_check.h"
 #include "thin/format/superblock_disk.h"
+#include "persistent-data/endian.h"
+#include "persistent-data/space_map_disk.h"
 
 namespace {
 
@@ -23,7 +26,7 @@ struct full_outcome {
 
 full_outcome run(pdata::block_io &io, bool exact) {
   full_outcome o;
-  dmg::recording_reporter r;
+  test::recording_reporter r;
   thin::check_options opts;
   opts.exact_only = exact;
   try {
@@ -159,7 +162,7 @@ TEST(check_fast_path_hints, stale_hints_are_proved_by_the_fast_path_and_worded_a
       }
       EXPECT_TRUE(exact.result.clean() && exact.result.hints);
       thin::superblock sb = thin::read_superblock(io, 0);
-      dmg::recording_reporter r;
+      test::recording_reporter r;
       unsigned stages = 0;
       std::vector<thin::damage> hints;
       ASSERT_TRUE(thin::detail::fast_check(io, sb, sb, r, stages, hints)) << "the fast path gave up";

@@ -5,8 +5,9 @@
 // catalogue id with the catalogue's severity, totals them, and the exit
 // status is the same.
 #include <gtest/gtest.h>
+#include <fmt/format.h>
 
-#include "damage_support.h"
+#include "support/damage_support.h"
 #include "thin/check/problems.h"
 #include "thin/check/report_json.h"
 
@@ -18,12 +19,7 @@ using dmg::block_address;
 // two spaces), as messages without the "(non-fatal) " prefix.
 std::vector<std::string> text_problems(const std::string &err) {
   std::vector<std::string> out;
-  std::size_t pos = 0;
-  while (pos < err.size()) {
-    std::size_t nl = err.find('\n', pos);
-    if (nl == std::string::npos) nl = err.size();
-    std::string line = err.substr(pos, nl - pos);
-    pos = nl + 1;
+  for (std::string line : test::lines_of(err)) {
     if (line.rfind("  ", 0) != 0) continue;
     line = line.substr(2);
     if (line.rfind("(non-fatal) ", 0) == 0) line = line.substr(12);

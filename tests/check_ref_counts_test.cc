@@ -10,9 +10,17 @@
 
 #include <chrono>
 #include <iostream>
+#include <fmt/format.h>
+#include <cstdlib>
 
-#include "damage_support.h"
+#include "support/damage_support.h"
 #include "thin/format/thin_trees.h"
+#include "persistent-data/block_cache.h"
+#include "persistent-data/btree_node.h"
+#include "persistent-data/endian.h"
+#include "persistent-data/space_map_disk.h"
+#include "thin/format/superblock_disk.h"
+#include "persistent-data/space_map_reader.h"
 
 namespace {
 
@@ -20,17 +28,7 @@ using dmg::block_address;
 using thin::problem_id;
 using namespace std::chrono_literals;
 
-struct loaded {
-  dmg::image img;
-  dmg::layout L;
-};
-
-loaded load(const std::string &scenario) {
-  loaded f;
-  f.img = dmg::load_fixture(scenario);
-  f.L = dmg::analyse(f.img);
-  return f;
-}
+using loaded = dmg::analysed_fixture;
 
 // The leaf block and entry index holding `key` in the btree at `root`, found
 // as the kernel looks keys up.
@@ -139,7 +137,7 @@ class check_ref_counts : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(check_ref_counts, every_metadata_block_count_raised_is_a_leak_and_lowered_is_fatal) {
   dmg::watchdog dog(20s, 120s);
-  loaded f = load(GetParam());
+  loaded f = dmg::load_analysed(GetParam());
   tally t = vary_every_count(f, false, dog);
   EXPECT_GE(t.variants, 2 * f.L.used.size());
   EXPECT_TRUE(t.failures.empty()) << t.failures.size() << " of " << t.variants << ":" << t.list();
@@ -147,7 +145,7 @@ TEST_P(check_ref_counts, every_metadata_block_count_raised_is_a_leak_and_lowered
 
 TEST_P(check_ref_counts, every_data_block_count_raised_is_a_leak_and_lowered_is_fatal) {
   dmg::watchdog dog(20s, 120s);
-  loaded f = load(GetParam());
+  loaded f = dmg::load_analysed(GetParam());
   tally t = vary_every_count(f, true, dog);
   EXPECT_GE(t.variants, 2 * f.L.data_counts.nr_allocated());
   EXPECT_TRUE(t.failures.empty()) << t.failures.size() << " of " << t.variants << ":" << t.list();
@@ -155,7 +153,7 @@ TEST_P(check_ref_counts, every_data_block_count_raised_is_a_leak_and_lowered_is_
 
 TEST_P(check_ref_counts, a_bitmap_count_of_three_without_a_reference_count_tree_entry_is_fatal) {
   dmg::watchdog dog(20s, 120s);
-  loaded f = load(GetParam());
+  loaded f = dmg::load_analysed(GetParam());
   dmg::damage_runner runner(f.img);
   for (bool data : {false, true}) {
     const pdata::ref_counts &counts = data ? f.L.data_counts : f.L.meta_counts;
@@ -200,7 +198,7 @@ dmg::variant nr_allocated_variant(const loaded &f, bool data, int delta) {
 // from the bitmaps; auto-repair rewrites the root); holding fewer only hides
 // free space (a hint). Neither is fatal.
 TEST_P(check_ref_counts, nr_allocated_one_too_low_in_a_space_map_root_is_a_leak_and_one_too_high_a_hint) {
-  loaded f = load(GetParam());
+  loaded f = dmg::load_analysed(GetParam());
   dmg::damage_runner runner(f.img);
   for (bool data : {false, true})
     for (int delta : {-1, +1}) {
@@ -261,7 +259,7 @@ std::vector<std::pair<dmg::variant, uint64_t>> mapped_blocks_variants(const load
 
 TEST_P(check_ref_counts, mapped_blocks_off_by_one_in_any_devices_details_is_fatal) {
   dmg::watchdog dog(20s, 120s);
-  loaded f = load(GetParam());
+  loaded f = dmg::load_analysed(GetParam());
   dmg::damage_runner runner(f.img);
   auto variants = mapped_blocks_variants(f);
   EXPECT_GE(variants.size(), f.L.devices.size());
@@ -306,7 +304,7 @@ block_address first_with_count(const loaded &f, bool data, uint32_t c) {
 }
 
 TEST_P(check_ref_counts, thin_check_fails_a_leak_but_passes_it_with_ignore_non_fatal_errors) {
-  loaded f = load(GetParam());
+  loaded f = dmg::load_analysed(GetParam());
   std::vector<dmg::variant> leaks;
   for (bool data : {false, true})
     leaks.push_back(*count_variant(f, data, first_with_count(f, data, 1), 2, dmg::expect::leak));
@@ -327,7 +325,7 @@ TEST_P(check_ref_counts, thin_check_fails_a_leak_but_passes_it_with_ignore_non_f
 // problem: thin_check passes silently, as 0.9.0 and 1.x do, and prints
 // exactly what it prints for the untouched image.
 TEST_P(check_ref_counts, thin_check_passes_a_stale_space_map_hint_silently) {
-  loaded f = load(GetParam());
+  loaded f = dmg::load_analysed(GetParam());
   test::temp_dir dir;
   dmg::scratch_image file(f.img, dir);
   auto untouched = test::run_tool("thin_check", {file.path()}, "", 60);
@@ -348,7 +346,7 @@ TEST_P(check_ref_counts, thin_check_passes_a_stale_space_map_hint_silently) {
 }
 
 TEST_P(check_ref_counts, thin_check_fails_an_under_count_even_with_ignore_non_fatal_errors) {
-  loaded f = load(GetParam());
+  loaded f = dmg::load_analysed(GetParam());
   std::vector<dmg::variant> bad;
   for (bool data : {false, true}) {
     block_address one = first_with_count(f, data, 1);
@@ -389,7 +387,7 @@ TEST_P(check_ref_counts, thin_check_fails_an_under_count_even_with_ignore_non_fa
 // map, after which the root counts what the bitmaps hold, a re-check is
 // spotless, and thin_check 0.9.0 (when installed) accepts the result.
 TEST_P(check_ref_counts, a_root_nr_allocated_below_its_bitmaps_is_repaired_by_auto_repair_and_the_activation_call) {
-  loaded f = load(GetParam());
+  loaded f = dmg::load_analysed(GetParam());
   for (bool data : {false, true})
     for (const char *how : {"--auto-repair", "--clear-needs-check-flag"}) {
       auto v = nr_allocated_variant(f, data, -1);
@@ -413,17 +411,16 @@ TEST_P(check_ref_counts, a_root_nr_allocated_below_its_bitmaps_is_repaired_by_au
       thin::superblock sb = thin::read_superblock(io, 0);
       const pdata::disk_sm_root root = data ? sb.data_sm_root() : sb.metadata_sm_root();
       pdata::block_cache cache(io);
-      std::vector<std::string> probs;
-      dmg::detail::problem_list pl(probs);
+      test::space_map_problems pl;
       auto sm = pdata::read_space_map(cache, root, data ? pdata::space_map_kind::data : pdata::space_map_kind::metadata,
                                       pl);
       EXPECT_EQ(root.nr_allocated.get(), sm.counts.nr_allocated());
       if (data) {
         EXPECT_EQ(root.nr_allocated.get(), f.L.data_counts.nr_allocated());
       }
-      if (test::file_exists("/usr/sbin/thin_check")) {
+      if (test::debian_tools_installed({"thin_check"})) {
         const std::string log = dir.file("oracle.log");
-        EXPECT_EQ(std::system(("/usr/sbin/thin_check " + file.path() + " >" + log + " 2>&1").c_str()), 0)
+        EXPECT_EQ(std::system((test::debian_tool("thin_check") + " " + file.path() + " >" + log + " 2>&1").c_str()), 0)
             << test::read_file(log);
       }
     }

@@ -28,15 +28,14 @@
 #include "persistent-data/block.h"
 #include "persistent-data/checksum.h"
 #include "persistent-data/endian.h"
-#include "test_support.h"
-
-extern char **environ;
+#include "support/metadata_support.h"
+#include "support/test_support.h"
 
 namespace {
 
 using bytes = std::vector<unsigned char>;
 
-const char *oracle_dump = "/usr/sbin/thin_dump";
+const std::string oracle_dump = test::debian_tool("thin_dump");
 
 //------------------------------------------------------------------ helpers
 
@@ -64,21 +63,15 @@ test::run_result run_and_close_after_first_line(const std::string &tool, const s
   sigaddset(&def, SIGPIPE);
   posix_spawnattr_setsigdefault(&attr, &def);
   posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF);
-  std::string path = test::tool_path(tool);
-  std::vector<std::string> argv_s{path};
-  argv_s.insert(argv_s.end(), args.begin(), args.end());
-  std::vector<char *> argv;
-  for (auto &a : argv_s) argv.push_back(a.data());
-  argv.push_back(nullptr);
   pid_t pid;
-  int rc = posix_spawn(&pid, path.c_str(), &fa, &attr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  posix_spawnattr_destroy(&attr);
-  ::close(p[1]);
-  if (rc != 0) {
+  try {
+    pid = test::spawn(test::tool_path(tool), args, fa, &attr);
+  } catch (...) {
     ::close(p[0]);
-    throw std::runtime_error("cannot run " + path + ": " + std::strerror(rc));
+    ::close(p[1]);
+    throw;
   }
+  ::close(p[1]);
   first_line.clear();
   char c;
   while (::read(p[0], &c, 1) == 1) {
@@ -86,33 +79,17 @@ test::run_result run_and_close_after_first_line(const std::string &tool, const s
     if (c == '\n') break;
   }
   ::close(p[0]);
-  int status = 0;
-  ::waitpid(pid, &status, 0);
   test::run_result r;
-  if (WIFEXITED(status)) r.exit_code = WEXITSTATUS(status);
-  if (WIFSIGNALED(status)) r.signal = WTERMSIG(status);
+  test::wait_for(pid, r);
   r.err = test::read_file(err);
   return r;
 }
 
-std::vector<std::string> lines_of(const std::string &s) {
-  std::vector<std::string> out;
-  std::size_t pos = 0;
-  while (pos < s.size()) {
-    std::size_t nl = s.find('\n', pos);
-    if (nl == std::string::npos) nl = s.size();
-    out.push_back(s.substr(pos, nl - pos));
-    pos = nl + 1;
-  }
-  return out;
-}
+using test::lines_of;
 
-bool contains(const std::string &hay, const std::string &needle) { return hay.find(needle) != std::string::npos; }
+using test::contains;
 
-void copy_file(const std::string &from, const std::string &to) {
-  std::filesystem::copy_file(from, to, std::filesystem::copy_options::overwrite_existing);
-  std::filesystem::permissions(to, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
-}
+using test::copy_file;
 
 uint64_t le64_at(const bytes &b, std::size_t off) { return pdata::load_le64(b.data() + off); }
 
@@ -124,9 +101,7 @@ void edit_superblock(const std::string &path, const std::function<void(unsigned 
   test::write_binary(path, img);
 }
 
-void set_needs_check(const std::string &path) {
-  edit_superblock(path, [](unsigned char *b) { b[4] |= 1; });
-}
+using test::set_needs_check;
 
 void flip_byte(const std::string &path, uint64_t offset) {
   bytes img = test::read_binary(path);
@@ -855,7 +830,7 @@ TEST(thin_dump_options, thin_dump_piped_into_head_exits_0_under_pipefail) {
 class against_oracle : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    if (::access(oracle_dump, X_OK) != 0) GTEST_SKIP() << oracle_dump << " is not installed";
+    if (!test::have_program(oracle_dump)) GTEST_SKIP() << oracle_dump << " is not installed";
   }
   void same(std::vector<std::string> args) {
     SCOPED_TRACE(::testing::PrintToString(args));
@@ -888,14 +863,7 @@ TEST_P(against_oracle, dev_id_selections_are_identical) {
   same({"--dev-id", "16777215"});
 }
 
-std::string scenario_name(const ::testing::TestParamInfo<std::string> &p) {
-  std::string n = p.param;
-  for (auto &c : n)
-    if (c == '-') c = '_';
-  return n;
-}
-
-INSTANTIATE_TEST_SUITE_P(kernel, against_oracle, ::testing::ValuesIn(test::kernel_scenarios()), scenario_name);
+INSTANTIATE_TEST_SUITE_P(kernel, against_oracle, ::testing::ValuesIn(test::kernel_scenarios()), test::scenario_name);
 
 //------------------------------------------------------- multi-call binary
 

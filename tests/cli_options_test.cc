@@ -15,7 +15,8 @@
 #include "persistent-data/endian.h"
 #include "persistent-data/errors.h"
 #include "persistent-data/transaction_manager.h"
-#include "test_support.h"
+#include "support/metadata_support.h"
+#include "support/test_support.h"
 #include "thin/format/superblock.h"
 #include "thin/ir/xml_parser.h"
 #include "thin/restore/restore.h"
@@ -24,26 +25,15 @@ namespace {
 
 using bytes = std::vector<unsigned char>;
 
-bool contains(const std::string &s, const std::string &part) { return s.find(part) != std::string::npos; }
+using test::contains;
 
-std::string kernel_log() { return std::string(THINKIT_FIXTURE_BIN) + "/kernel/logwrites/log.img"; }
+using test::kernel_log;
 
 std::string golden(const std::string &name) {
   return test::read_file(std::string(THINKIT_FIXTURE_SRC) + "/../golden/help/" + name + ".txt");
 }
 
-std::string copy_of(const test::temp_dir &d, const std::string &scenario, const std::string &name) {
-  std::string p = d.file(name);
-  test::write_binary(p, test::read_binary(test::fixture_image(scenario)));
-  return p;
-}
-
-void set_needs_check(const std::string &path) {
-  bytes img = test::read_binary(path);
-  img[4] |= 1;
-  pdata::stamp_checksum(img.data(), pdata::checksum_salt::superblock);
-  test::write_binary(path, img);
-}
+using test::set_needs_check;
 
 //----------------------------------------------------------------- --help
 
@@ -189,7 +179,7 @@ TEST_P(clear_with_partial_check, lvm2_1x_recipes_check_what_was_asked_then_clear
                                           std::vector<std::string>{"--clear-needs-check-flag", "--skip-mappings"}}) {
     SCOPED_TRACE(recipe.back());
     test::temp_dir d;
-    std::string p = copy_of(d, GetParam(), "m.img");
+    std::string p = test::copy_fixture(d, GetParam(), "m.img");
     set_needs_check(p);
     bytes before = test::read_binary(p);
     recipe.push_back(p);
@@ -220,7 +210,7 @@ INSTANTIATE_TEST_SUITE_P(kernel, clear_with_partial_check, ::testing::ValuesIn(t
 
 TEST(thin_check_clear, a_fatal_problem_in_what_was_checked_keeps_the_flag_and_the_file) {
   test::temp_dir d;
-  std::string p = copy_of(d, "snapshots", "m.img");
+  std::string p = test::copy_fixture(d, "snapshots", "m.img");
   set_needs_check(p);
   bytes img = test::read_binary(p);
   const uint64_t details_root = pdata::load_le64(img.data() + 328);
@@ -235,7 +225,7 @@ TEST(thin_check_clear, a_fatal_problem_in_what_was_checked_keeps_the_flag_and_th
 
 TEST(thin_check_clear, refuses_with_a_metadata_snapshot_or_an_overridden_root_and_auto_repair_ignoring_errors) {
   test::temp_dir d;
-  std::string p = copy_of(d, "discard-metasnap", "m.img");
+  std::string p = test::copy_fixture(d, "discard-metasnap", "m.img");
   set_needs_check(p);
   bytes before = test::read_binary(p);
   for (auto args : std::vector<std::vector<std::string>>{

@@ -11,7 +11,8 @@
 #include <sstream>
 
 #include "persistent-data/block_io.h"
-#include "test_support.h"
+#include "support/metadata_support.h"
+#include "support/test_support.h"
 #include "thin/check/check.h"
 #include "thin/dump/dump.h"
 #include "thin/ir/emitter.h"
@@ -21,9 +22,7 @@
 
 namespace {
 
-std::string finding(const std::string &name) {
-  return std::string(THINKIT_FIXTURE_SRC) + "/findings/" + name;
-}
+using test::finding;
 
 // fuzz/metadata_image.h's format: header (le32 nr_blocks, flags, arg1, arg2),
 // then records (le32 block, le16 len, len bytes), trailing zeroes trimmed.
@@ -66,16 +65,6 @@ uint32_t get32(const unsigned char *p) {
   return io;
 }
 
-class first_record : public thin::check_reporter {
- public:
-  void stage(const char *) override {}
-  void info(uint64_t, uint64_t) override {}
-  void visit(const thin::damage &d) override {
-    if (text.empty()) text = d.what;
-  }
-  std::string text;
-};
-
 // What the restore harness checks: the XML is refused, or what restore wrote
 // is spotless to our checker.
 std::string restore_verdict(const std::string &xml) {
@@ -88,9 +77,9 @@ std::string restore_verdict(const std::string &xml) {
   } catch (const std::exception &) {
     return "refused";
   }
-  first_record rep;
+  test::recording_reporter rep;
   thin::check_result c = thin::check_metadata(out, {}, rep);
-  return c.spotless() ? "spotless" : "restored metadata fails the check: " + rep.text;
+  return c.spotless() ? "spotless" : "restored metadata fails the check: " + (rep.records.empty() ? "" : rep.records[0].what);
 }
 
 // fuzz_restore: a mapping whose time is after the superblock's time. thin_restore

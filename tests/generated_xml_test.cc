@@ -22,55 +22,23 @@
 #include <vector>
 
 #include "persistent-data/block_io.h"
-#include "test_support.h"
+#include "support/test_support.h"
 #include "thin/format/superblock.h"
 
 namespace {
 
-std::string quote(const std::string &s) {
-  std::string q = "'";
-  q += s;
-  q += '\'';
-  return q;
-}
-
-// The generator's command line (arguments quoted for the shell).
-std::string gen_command(const std::vector<std::string> &args) {
-  std::string cmd = quote(THINKIT_GEN_XML);
-  for (auto &a : args) {
-    cmd += ' ';
-    cmd += quote(a);
-  }
-  return cmd;
-}
-
-// Runs the generator with `args`, writing `out`. Fails the test if it fails.
-void generate(const std::vector<std::string> &args, const std::string &out) {
-  std::string cmd = gen_command(args);
-  cmd += " -o " + quote(out) + " 2>" + quote(out + ".err");
-  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd << "\n" << test::read_file(out + ".err");
-}
-
-// A sparse file of `size` bytes.
-void make_file(const std::string &path, uint64_t size) {
-  FILE *f = std::fopen(path.c_str(), "w");
-  ASSERT_NE(f, nullptr);
-  std::fclose(f);
-  ASSERT_EQ(::truncate(path.c_str(), static_cast<off_t>(size)), 0);
-}
+using test::generate_xml;
+using test::quote;
 
 // Generous metadata size for a pool of about `mappings` mappings (all devices).
 uint64_t metadata_size(uint64_t mappings) { return 4096 * (mappings / 100 + 1000); }
 
 // Restores `xml` into a fresh metadata file; fails the test if it fails.
 void restore(const std::string &xml, const std::string &meta, uint64_t mappings) {
-  make_file(meta, metadata_size(mappings));
-  auto r = test::run_tool("thin_restore", {"-i", xml, "-o", meta});
-  ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_EQ(r.out, "");
+  test::restore_with_tool(xml, meta, metadata_size(mappings));
 }
 
-bool oracle_installed() { return test::file_exists("/usr/sbin/thin_check") && test::file_exists("/usr/sbin/thin_dump"); }
+bool oracle_installed() { return test::debian_tools_installed({"thin_check", "thin_dump"}); }
 
 // Metadata blocks in use, from the metadata space map's root in the superblock.
 uint64_t metadata_blocks_allocated(const std::string &meta) {
@@ -168,7 +136,7 @@ TEST_P(generated_xml, restores_then_dumps_back_byte_for_byte_and_passes_thin_che
   const shape &sh = GetParam();
   test::temp_dir t;
   std::string xml = t.file("in.xml"), meta = t.file("meta");
-  ASSERT_NO_FATAL_FAILURE(generate(sh.args, xml));
+  ASSERT_NO_FATAL_FAILURE(generate_xml(sh.args, xml));
   ASSERT_NO_FATAL_FAILURE(restore(xml, meta, sh.total_mappings_bound));
   auto d = test::run_tool("thin_dump", {meta});
   ASSERT_EQ(d.exit_code, 0) << d.err;
@@ -182,10 +150,10 @@ TEST_P(generated_xml, debian_thin_check_accepts_it_and_debian_thin_dump_reads_it
   const shape &sh = GetParam();
   test::temp_dir t;
   std::string xml = t.file("in.xml"), meta = t.file("meta"), log = t.file("log"), dumped = t.file("dump.xml");
-  ASSERT_NO_FATAL_FAILURE(generate(sh.args, xml));
+  ASSERT_NO_FATAL_FAILURE(generate_xml(sh.args, xml));
   ASSERT_NO_FATAL_FAILURE(restore(xml, meta, sh.total_mappings_bound));
-  EXPECT_EQ(std::system(("/usr/sbin/thin_check " + meta + " >" + log + " 2>&1").c_str()), 0) << test::read_file(log);
-  ASSERT_EQ(std::system(("/usr/sbin/thin_dump " + meta + " >" + dumped).c_str()), 0);
+  EXPECT_EQ(std::system((test::debian_tool("thin_check") + " " + meta + " >" + log + " 2>&1").c_str()), 0) << test::read_file(log);
+  ASSERT_EQ(std::system((test::debian_tool("thin_dump") + " " + meta + " >" + dumped).c_str()), 0);
   EXPECT_TRUE(test::read_file(dumped) == test::read_file(xml)) << "Debian thin_dump differs from the generated XML";
 }
 
@@ -199,7 +167,7 @@ TEST_P(generated_xml_content, has_the_shape_asked_for_and_shares_data_blocks_onl
   const shape &sh = GetParam();
   test::temp_dir t;
   std::string xml = t.file("in.xml");
-  ASSERT_NO_FATAL_FAILURE(generate(sh.args, xml));
+  ASSERT_NO_FATAL_FAILURE(generate_xml(sh.args, xml));
   xml_summary s = summarise(test::read_file(xml));
   ASSERT_GE(s.devices.size(), sh.origins);
   uint64_t origin_total = 0;
@@ -245,7 +213,7 @@ TEST(generated_xml_generator, the_same_seed_gives_the_same_xml_and_another_seed_
   auto with_seed = [&](const std::string &seed, const std::string &name) {
     std::vector<std::string> a = args;
     a.insert(a.end(), {"--seed", seed});
-    generate(a, t.file(name));
+    generate_xml(a, t.file(name));
     return test::read_file(t.file(name));
   };
   std::string a = with_seed("9", "a.xml"), b = with_seed("9", "b.xml"), c = with_seed("10", "c.xml");
@@ -259,7 +227,7 @@ TEST(generated_xml_generator, refuses_bad_options) {
   test::temp_dir t;
   for (std::vector<std::string> bad : {std::vector<std::string>{"--devices", "0"}, {"--fill", "0"}, {"--run-len", "1"},
                                        {"--data-block-size", "100"}, {"--frag", "2"}, {"--no-such-option"}}) {
-    std::string cmd = gen_command(bad);
+    std::string cmd = test::gen_xml_command(bad);
     cmd += " -o " + quote(t.file("x.xml")) + " >/dev/null 2>&1";
     EXPECT_NE(std::system(cmd.c_str()), 0) << cmd;
   }
@@ -304,10 +272,10 @@ TEST_P(generated_shared_defs, restore_to_the_same_mappings_as_plain_xml_in_fewer
   test::temp_dir t;
   std::string plain = t.file("plain.xml"), defs = t.file("defs.xml");
   std::string plain_meta = t.file("plain.meta"), defs_meta = t.file("defs.meta");
-  ASSERT_NO_FATAL_FAILURE(generate(dc.args, plain));
+  ASSERT_NO_FATAL_FAILURE(generate_xml(dc.args, plain));
   std::vector<std::string> a = dc.args;
   a.push_back("--shared-defs");
-  ASSERT_NO_FATAL_FAILURE(generate(a, defs));
+  ASSERT_NO_FATAL_FAILURE(generate_xml(a, defs));
   std::string defs_xml = test::read_file(defs);
   ASSERT_NE(defs_xml.find("  <def name=\""), std::string::npos) << "no shared runs generated";
   ASSERT_NE(defs_xml.find("    <ref name=\""), std::string::npos);
@@ -329,12 +297,12 @@ TEST_P(generated_shared_defs, debian_thin_check_accepts_the_shared_leaves) {
   std::string defs = t.file("defs.xml"), plain = t.file("plain.xml"), meta = t.file("meta"), log = t.file("log"),
               dumped = t.file("dump.xml");
   std::vector<std::string> a = dc.args;
-  ASSERT_NO_FATAL_FAILURE(generate(a, plain));
+  ASSERT_NO_FATAL_FAILURE(generate_xml(a, plain));
   a.push_back("--shared-defs");
-  ASSERT_NO_FATAL_FAILURE(generate(a, defs));
+  ASSERT_NO_FATAL_FAILURE(generate_xml(a, defs));
   ASSERT_NO_FATAL_FAILURE(restore(defs, meta, dc.total_mappings_bound));
-  EXPECT_EQ(std::system(("/usr/sbin/thin_check " + meta + " >" + log + " 2>&1").c_str()), 0) << test::read_file(log);
-  ASSERT_EQ(std::system(("/usr/sbin/thin_dump " + meta + " >" + dumped).c_str()), 0);
+  EXPECT_EQ(std::system((test::debian_tool("thin_check") + " " + meta + " >" + log + " 2>&1").c_str()), 0) << test::read_file(log);
+  ASSERT_EQ(std::system((test::debian_tool("thin_dump") + " " + meta + " >" + dumped).c_str()), 0);
   EXPECT_TRUE(test::read_file(dumped) == test::read_file(plain)) << "Debian thin_dump differs from the plain XML";
 }
 

@@ -3,7 +3,7 @@
 // find it clean. These run the built tools as a user would.
 #include <gtest/gtest.h>
 
-#include "test_support.h"
+#include "support/test_support.h"
 
 namespace {
 
@@ -60,13 +60,6 @@ TEST_P(kernel_fixture, thin_check_quiet_prints_nothing_and_passes) {
   EXPECT_EQ(r.err, "");
 }
 
-std::string scenario_name(const ::testing::TestParamInfo<std::string> &p) {
-  std::string n = p.param;
-  for (auto &c : n)
-    if (c == '-') c = '_';
-  return n;
-}
-
-INSTANTIATE_TEST_SUITE_P(all, kernel_fixture, ::testing::ValuesIn(test::kernel_scenarios()), scenario_name);
+INSTANTIATE_TEST_SUITE_P(all, kernel_fixture, ::testing::ValuesIn(test::kernel_scenarios()), test::scenario_name);
 
 }  // namespace

@@ -17,23 +17,13 @@
 #include "engine/pool_metadata.h"
 #include "thin/format/superblock.h"
 #include "thin/format/thin_trees.h"
+#include "support/metadata_support.h"
 
 namespace {
 
 using model_t = std::map<uint64_t, std::map<uint64_t, uint64_t>>;  // dev -> vblock -> data block
 
-struct recording_reporter : thin::check_reporter {
-  std::vector<thin::damage> damage;
-  void stage(const char *) override {}
-  void info(uint64_t, uint64_t) override {}
-  void visit(const thin::damage &d) override { damage.push_back(d); }
-};
-
-std::string describe(const std::vector<thin::damage> &ds) {
-  std::string s;
-  for (auto &d : ds) s += (d.fatal ? "fatal: " : "non-fatal: ") + d.what + "\n";
-  return s;
-}
+using test::recording_reporter;
 
 // Reads every device's mappings back from the device, as a reader would.
 model_t read_back(pdata::block_io &io) {
@@ -77,7 +67,7 @@ std::string underfull_nodes(pdata::block_io &io) {
 void expect_consistent(pdata::block_io &io, const model_t &model, uint64_t seed, int step) {
   recording_reporter rep;
   thin::check_result r = thin::check_metadata(io, {}, rep);
-  ASSERT_TRUE(r.spotless() && r.fully_examined) << "seed " << seed << " step " << step << "\n" << describe(rep.damage);
+  ASSERT_TRUE(r.spotless() && r.fully_examined) << "seed " << seed << " step " << step << "\n" << rep.describe();
   ASSERT_EQ(read_back(io), model) << "seed " << seed << " step " << step;
   ASSERT_EQ(underfull_nodes(io), "") << "seed " << seed << " step " << step;
 }
@@ -187,7 +177,7 @@ TEST(pool_metadata, a_snapshot_shares_the_origin_subtree_until_either_side_write
   // A data block in a leaf both devices still share is counted once; in a
   // leaf that was copied, twice.
   recording_reporter rep;
-  EXPECT_TRUE(thin::check_metadata(io, {}, rep).spotless()) << describe(rep.damage);
+  EXPECT_TRUE(thin::check_metadata(io, {}, rep).spotless()) << rep.describe();
 }
 
 TEST(pool_metadata, set_transaction_id_is_a_compare_and_swap) {
@@ -225,7 +215,7 @@ TEST(pool_metadata, commit_writes_the_superblock_only_after_flushing_every_other
     }
     fio.crash(0.5, fail_at);
     recording_reporter rep;
-    ASSERT_TRUE(thin::check_metadata(copy, {}, rep).spotless()) << "fail_at " << fail_at << "\n" << describe(rep.damage);
+    ASSERT_TRUE(thin::check_metadata(copy, {}, rep).spotless()) << "fail_at " << fail_at << "\n" << rep.describe();
     auto back = read_back(copy);
     size_t n = back[1].size();
     EXPECT_TRUE(n == 300 || (n == 700 && !crashed)) << "fail_at " << fail_at << " mapped " << n;

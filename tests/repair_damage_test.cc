@@ -16,12 +16,20 @@
 
 #include <iostream>
 #include <sstream>
+#include <fmt/format.h>
+#include <filesystem>
+#include <fstream>
+#include <cstring>
+#include <cstdlib>
 
-#include "damage_support.h"
+#include "support/damage_support.h"
+#include "support/metadata_support.h"
 #include "engine/pool_metadata.h"
 #include "thin/repair/repair.h"
 #include "thin/restore/restore.h"
 #include "thin/ir/xml_parser.h"
+#include "persistent-data/btree_node.h"
+#include "thin/dump/dump.h"
 
 namespace {
 
@@ -59,12 +67,7 @@ collecting_emitter dump_of(pdata::block_io &io) {
   return c;
 }
 
-std::string xml_of(pdata::block_io &io) {
-  thin::string_sink s;
-  auto e = thin::make_xml_emitter(s);
-  thin::dump_metadata(io, {}, *e);
-  return s.str();
-}
+std::string xml_of(pdata::block_io &io) { return test::dump_xml(io); }
 
 // A clean pool and what damage to each of its blocks may lose.
 struct model {
@@ -109,15 +112,10 @@ model kernel_model(const std::string &scenario) {
   return make_model(dmg::load_fixture(scenario), test::read_file(test::fixture_file(scenario, "thin_dump.xml")));
 }
 
-std::string quote(const std::string &s) { return "'" + s + "'"; }
-
 // Generated metadata: thinkit_gen_xml -> restore emitter (in memory).
 model generated_model(const std::vector<std::string> &args, block_address nr_blocks) {
   test::temp_dir t;
-  std::string cmd = quote(THINKIT_GEN_XML);
-  for (auto &a : args) cmd += " " + quote(a);
-  cmd += " -o " + quote(t.file("gen.xml"));
-  EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  test::generate_xml(args, t.file("gen.xml"));
   std::string xml = test::read_file(t.file("gen.xml"));
   pdata::memory_block_io io(nr_blocks);
   {
@@ -271,7 +269,7 @@ std::optional<std::string> judge(const model &m, const lost_keys &may, bool chan
 
 //------------------------------------------------------------------ running
 
-bool oracle_installed() { return test::file_exists("/usr/sbin/thin_check"); }
+bool oracle_installed() { return test::debian_tools_installed({"thin_check"}); }
 
 struct corpus_stats {
   std::map<std::string, std::size_t> variants;  // by kind
@@ -373,7 +371,7 @@ class corpus_runner {
     if (d.out != xml_of(out_)) return "the thin_repair binary's output differs from the in-process repair";
     if (oracle_installed()) {
       s.oracle_checked++;
-      int rc = std::system(("/usr/sbin/thin_check -q " + out + " 2>/dev/null").c_str());
+      int rc = std::system((test::debian_tool("thin_check") + " -q " + out + " 2>/dev/null").c_str());
       if (rc != 0) return "Debian's thin_check rejects thin_repair's output";
     }
     return std::nullopt;
@@ -428,16 +426,9 @@ TEST_P(repair_damage, every_used_block_zeroed_flipped_or_misdirected_loses_only_
   EXPECT_TRUE(s.failures.empty()) << s.failures.size() << " failures:" << list(s.failures);
 }
 
-std::string scenario_name(const ::testing::TestParamInfo<std::string> &p) {
-  std::string s = p.param;
-  for (auto &c : s)
-    if (c == '-') c = '_';
-  return s;
-}
-
 INSTANTIATE_TEST_SUITE_P(kernel, repair_damage,
                          ::testing::Values("basic", "snapshots", "discard-metasnap", "logwrites", "bigblock"),
-                         scenario_name);
+                         test::scenario_name);
 
 // 80 MiB, 301 devices, two-level details and mapping trees.
 TEST(repair_damage_btree, every_used_block_zeroed_flipped_or_misdirected_loses_only_what_lived_under_it) {

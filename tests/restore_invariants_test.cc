@@ -12,34 +12,17 @@
 #include <vector>
 
 #include "persistent-data/block_io.h"
-#include "test_support.h"
+#include "support/test_support.h"
 #include "thin/format/superblock.h"
 
 namespace {
 
-void make_file(const std::string &path, uint64_t size) {
-  FILE *f = std::fopen(path.c_str(), "w");
-  ASSERT_NE(f, nullptr);
-  std::fclose(f);
-  ASSERT_EQ(::truncate(path.c_str(), static_cast<off_t>(size)), 0);
-}
+using test::make_file;
 
 // Line 1: superblock time 3, 100 data blocks.
 std::string sb(const std::string &dbs = "128") {
   return "<superblock uuid=\"\" time=\"3\" transaction=\"1\" flags=\"0\" version=\"2\" data_block_size=\"" + dbs +
          "\" nr_data_blocks=\"100\">\n";
-}
-std::string dev(uint64_t id) {
-  return "  <device dev_id=\"" + std::to_string(id) +
-         "\" mapped_blocks=\"0\" transaction=\"0\" creation_time=\"0\" snap_time=\"0\">\n";
-}
-std::string single(uint64_t origin, uint64_t data, uint64_t time) {
-  return "    <single_mapping origin_block=\"" + std::to_string(origin) + "\" data_block=\"" + std::to_string(data) +
-         "\" time=\"" + std::to_string(time) + "\"/>\n";
-}
-std::string range(uint64_t origin, uint64_t data, uint64_t len, uint64_t time) {
-  return "    <range_mapping origin_begin=\"" + std::to_string(origin) + "\" data_begin=\"" + std::to_string(data) +
-         "\" length=\"" + std::to_string(len) + "\" time=\"" + std::to_string(time) + "\"/>\n";
 }
 const std::string end_dev = "  </device>\n";
 const std::string end_sb = "</superblock>\n";
@@ -54,17 +37,17 @@ struct violation {
 std::vector<violation> violations() {
   return {
       {"data_block_size_not_a_multiple_of_128", sb("192") + end_sb, 1, {"data_block_size 192", "multiple of 128"}},
-      {"data_block_beyond_nr_data_blocks", sb() + dev(1) + single(0, 100, 0) + end_dev + end_sb, 3,
+      {"data_block_beyond_nr_data_blocks", sb() + test::xml_device(1) + test::xml_single(0, 100, 0) + end_dev + end_sb, 3,
        {"data block 100", "nr_data_blocks is 100"}},
-      {"range_running_beyond_nr_data_blocks", sb() + dev(1) + range(0, 98, 3, 0) + end_dev + end_sb, 3,
+      {"range_running_beyond_nr_data_blocks", sb() + test::xml_device(1) + test::xml_range(0, 98, 3, 0) + end_dev + end_sb, 3,
        {"data block 100", "nr_data_blocks is 100"}},
-      {"single_mapping_time_after_the_superblock", sb() + dev(1) + single(0, 1, 0) + single(1, 2, 4) + end_dev + end_sb,
+      {"single_mapping_time_after_the_superblock", sb() + test::xml_device(1) + test::xml_single(0, 1, 0) + test::xml_single(1, 2, 4) + end_dev + end_sb,
        4, {"time=\"4\"", "superblock's time (3)"}},
-      {"range_mapping_time_after_the_superblock", sb() + dev(1) + range(0, 1, 2, 9) + end_dev + end_sb, 3,
+      {"range_mapping_time_after_the_superblock", sb() + test::xml_device(1) + test::xml_range(0, 1, 2, 9) + end_dev + end_sb, 3,
        {"time=\"9\"", "superblock's time (3)"}},
-      {"def_mapping_time_after_the_superblock", sb() + "  <def name=\"d\">\n" + single(0, 1, 4) + "  </def>\n" + end_sb,
+      {"def_mapping_time_after_the_superblock", sb() + "  <def name=\"d\">\n" + test::xml_single(0, 1, 4) + "  </def>\n" + end_sb,
        3, {"time=\"4\"", "def \"d\""}},
-      {"dev_id_above_24_bits", sb() + dev(1ull << 24) + end_dev + end_sb, 2, {"dev_id", "16777216"}},
+      {"dev_id_above_24_bits", sb() + test::xml_device(1ull << 24) + end_dev + end_sb, 2, {"dev_id", "16777216"}},
   };
 }
 
@@ -88,8 +71,8 @@ INSTANTIATE_TEST_SUITE_P(each_invariant, restore_refuses, ::testing::ValuesIn(vi
 TEST(restore_invariants, what_restore_accepts_at_the_edge_of_each_rule_passes_thin_check) {
   // Times equal to the superblock's, the last data block, the largest dev_id,
   // a data block shared by two devices.
-  std::string xml = sb() + dev(1) + single(0, 99, 3) + range(1, 10, 5, 3) + end_dev + dev((1ull << 24) - 1) +
-                    single(0, 99, 3) + end_dev + "  <def name=\"d\">\n" + single(7, 50, 3) + "  </def>\n" + dev(2) +
+  std::string xml = sb() + test::xml_device(1) + test::xml_single(0, 99, 3) + test::xml_range(1, 10, 5, 3) + end_dev + test::xml_device((1ull << 24) - 1) +
+                    test::xml_single(0, 99, 3) + end_dev + "  <def name=\"d\">\n" + test::xml_single(7, 50, 3) + "  </def>\n" + test::xml_device(2) +
                     "    <ref name=\"d\"/>\n" + end_dev + end_sb;
   test::temp_dir t;
   std::string in = t.file("in.xml"), out = t.file("m");
@@ -99,13 +82,13 @@ TEST(restore_invariants, what_restore_accepts_at_the_edge_of_each_rule_passes_th
   ASSERT_EQ(r.exit_code, 0) << r.err;
   auto c = test::run_tool("thin_check", {out});
   EXPECT_EQ(c.exit_code, 0) << c.err;
-  if (::access("/usr/sbin/thin_check", X_OK) == 0) {
-    EXPECT_EQ(std::system(("/usr/sbin/thin_check -q " + out).c_str()), 0);
+  if (test::debian_tools_installed({"thin_check"})) {
+    EXPECT_EQ(std::system((test::debian_tool("thin_check") + " -q " + out).c_str()), 0);
   }
 }
 
 TEST(restore_invariants, the_fuzzed_future_mapping_time_is_refused_instead_of_written) {
-  const std::string finding = std::string(THINKIT_FIXTURE_SRC) + "/findings/restore-future-mapping-time.xml";
+  const std::string finding = test::finding("restore-future-mapping-time.xml");
   test::temp_dir t;
   std::string out = t.file("m");
   make_file(out, 8 << 20);
@@ -122,7 +105,7 @@ TEST(restore_invariants, the_fuzzed_future_mapping_time_is_refused_instead_of_wr
 std::string metadata_with_a_mapping_beyond_the_data_device(const test::temp_dir &t) {
   std::string xml = "<superblock uuid=\"\" time=\"0\" transaction=\"1\" flags=\"0\" version=\"2\" "
                     "data_block_size=\"128\" nr_data_blocks=\"32\">\n" +
-                    dev(1) + single(0, 0, 0) + single(1, 20, 0) + end_dev + dev(2) + single(0, 0, 0) + end_dev +
+                    test::xml_device(1) + test::xml_single(0, 0, 0) + test::xml_single(1, 20, 0) + end_dev + test::xml_device(2) + test::xml_single(0, 0, 0) + end_dev +
                     end_sb;
   std::string in = t.file("in.xml"), out = t.file("beyond.meta");
   test::write_binary(in, {xml.begin(), xml.end()});

@@ -14,14 +14,15 @@
 #include <sstream>
 
 #include <fmt/format.h>
+#include <fstream>
 
-#include "damage_support.h"
+#include "support/damage_support.h"
 #include "persistent-data/block_io.h"
 #include "persistent-data/count_down.h"
 #include "persistent-data/ref_counts.h"
 #include "persistent-data/space_map.h"
 #include "persistent-data/space_map_disk.h"
-#include "test_support.h"
+#include "support/test_support.h"
 #include "thin/check/check.h"
 #include "thin/format/metadata_writer.h"
 #include "thin/ir/xml_parser.h"
@@ -32,15 +33,9 @@ namespace {
 using pdata::block_address;
 using pdata::entries_per_bitmap;
 
-std::string finding(const std::string &name) { return std::string(THINKIT_FIXTURE_SRC) + "/findings/" + name; }
-std::string finding_image(const std::string &name) { return std::string(THINKIT_FIXTURE_BIN) + "/findings/" + name; }
-
-void make_sparse(const std::string &path, uint64_t bytes) {
-  int fd = ::open(path.c_str(), O_CREAT | O_TRUNC | O_WRONLY, 0644);
-  ASSERT_GE(fd, 0);
-  ASSERT_EQ(::ftruncate(fd, static_cast<off_t>(bytes)), 0);
-  ::close(fd);
-}
+using test::finding;
+using test::finding_image;
+using test::make_file;
 
 // A recognisable first block, to see whether a refused restore touched the output.
 void mark_first_block(const std::string &path) {
@@ -67,7 +62,7 @@ const char *small_pool =
 
 TEST(restore_sizes, nr_data_blocks_of_two_to_the_64_minus_one_is_refused_naming_the_field_and_the_2_to_the_40_limit) {
   test::temp_dir d;
-  make_sparse(d.file("o.meta"), 8 << 20);
+  make_file(d.file("o.meta"), 8 << 20);
   auto r = test::run_tool("thin_restore", {"-i", finding("restore-nr-data-blocks-max.xml"), "-o", d.file("o.meta")});
   EXPECT_EQ(r.signal, 0);
   EXPECT_EQ(r.exit_code, 1) << r.err;
@@ -79,7 +74,7 @@ TEST(restore_sizes, nr_data_blocks_of_two_to_the_64_minus_one_is_refused_naming_
 
 TEST(restore_sizes, nr_data_blocks_of_two_to_the_40_is_refused_as_more_than_the_largest_metadata_device_holds) {
   test::temp_dir d;
-  make_sparse(d.file("o.meta"), 8 << 20);
+  make_file(d.file("o.meta"), 8 << 20);
   auto r = test::run_tool("thin_restore", {"-i", finding("restore-nr-data-blocks-2e40.xml"), "-o", d.file("o.meta")});
   EXPECT_EQ(r.signal, 0);
   EXPECT_EQ(r.exit_code, 1) << r.err;
@@ -90,7 +85,7 @@ TEST(restore_sizes, nr_data_blocks_of_two_to_the_40_is_refused_as_more_than_the_
 
 TEST(restore_sizes, the_same_values_given_with_nr_data_blocks_on_the_command_line_are_refused_the_same_way) {
   test::temp_dir d;
-  make_sparse(d.file("o.meta"), 8 << 20);
+  make_file(d.file("o.meta"), 8 << 20);
   std::ofstream(d.file("in.xml")) << small_pool;
   auto max = test::run_tool("thin_restore", {"-i", d.file("in.xml"), "-o", d.file("o.meta"), "--nr-data-blocks",
                                              "18446744073709551615"});
@@ -108,7 +103,7 @@ TEST(restore_sizes, the_same_values_given_with_nr_data_blocks_on_the_command_lin
 TEST(repair_sizes, an_impossible_data_space_map_size_in_damaged_metadata_is_noted_and_every_mapping_recovered) {
   test::temp_dir d;
   const std::string in = finding_image("repair-bad-alloc.img");
-  make_sparse(d.file("o.meta"), 8 << 20);
+  make_file(d.file("o.meta"), 8 << 20);
   auto r = test::run_tool("thin_repair", {"-i", in, "-o", d.file("o.meta")});
   EXPECT_EQ(r.signal, 0);
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -172,7 +167,7 @@ TEST(restore_sizes, the_size_computed_up_front_is_exactly_what_a_restore_of_an_e
 
 TEST(restore_sizes, an_8_MiB_output_for_two_to_the_32_data_blocks_is_refused_up_front_with_the_size_needed_and_untouched) {
   test::temp_dir d;
-  make_sparse(d.file("o.meta"), 8 << 20);
+  make_file(d.file("o.meta"), 8 << 20);
   mark_first_block(d.file("o.meta"));
   std::ofstream(d.file("in.xml")) << small_pool;
   auto r = test::run_tool("thin_restore",
@@ -226,7 +221,7 @@ TEST(big_pool, a_two_to_the_32_block_pool_with_a_few_mappings_restores_checks_cl
   test::temp_dir d;
   const std::string xml = big_pool_xml();
   std::ofstream(d.file("in.xml")) << xml;
-  make_sparse(d.file("o.meta"), uint64_t(1100) << 20);
+  make_file(d.file("o.meta"), uint64_t(1100) << 20);
   auto r = test::run_tool("thin_restore", {"-i", d.file("in.xml"), "-o", d.file("o.meta")}, "", 300);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   auto check = test::run_tool("thin_check", {d.file("o.meta")}, "", 300);
@@ -238,7 +233,7 @@ TEST(big_pool, a_two_to_the_32_block_pool_with_a_few_mappings_restores_checks_cl
 
   // Repairing it into 8 MiB is refused before the output is touched, naming
   // the output and the size its space maps need.
-  make_sparse(d.file("small.meta"), 8 << 20);
+  make_file(d.file("small.meta"), 8 << 20);
   mark_first_block(d.file("small.meta"));
   auto rep8 = test::run_tool("thin_repair", {"-i", d.file("o.meta"), "-o", d.file("small.meta")}, "", 300);
   EXPECT_EQ(rep8.exit_code, 1);
@@ -251,7 +246,7 @@ TEST(big_pool, a_two_to_the_32_block_pool_with_a_few_mappings_restores_checks_cl
   int fd = ::open(d.file("o.meta").c_str(), O_RDONLY);
   ASSERT_GE(fd, 0);
   pdata::file_block_io io(fd, uint64_t(1100) << 20, false);
-  dmg::recording_reporter rep;
+  test::recording_reporter rep;
   thin::check_options opts;
   opts.exact_only = true;
   thin::check_result res = thin::check_metadata(io, opts, rep);

@@ -19,25 +19,15 @@
 #include "persistent-data/endian.h"
 #include "persistent-data/space_map_disk.h"
 #include "persistent-data/space_map_reader.h"
-#include "test_support.h"
+#include "support/metadata_support.h"
+#include "support/test_support.h"
 #include "thin/format/superblock.h"
 
 namespace {
 
 using pdata::block_address;
 
-struct problem_list : pdata::space_map_problem_visitor {
-  std::vector<pdata::space_map_problem> all;
-  void problem(const pdata::space_map_problem &p) override { all.push_back(p); }
-  std::string text() const {
-    std::string s;
-    for (auto &p : all) s += (p.fatal ? "fatal: " : "non-fatal: ") + p.what + "\n";
-    return s;
-  }
-  bool any_fatal() const {
-    return std::any_of(all.begin(), all.end(), [](auto &p) { return p.fatal; });
-  }
-};
+using problem_list = test::space_map_problems;
 
 // The spec's decoding, written out independently of bitmap_get().
 uint32_t spec_entry(const unsigned char *data, uint32_t e) {
@@ -46,13 +36,8 @@ uint32_t spec_entry(const unsigned char *data, uint32_t e) {
   return static_cast<uint32_t>((((byte >> sh) & 1) << 1) | ((byte >> (sh + 1)) & 1));
 }
 
-std::unique_ptr<pdata::block_io> open_fixture(const std::string &scenario) {
-  std::string path = test::fixture_image(scenario);
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw std::runtime_error("cannot open " + path);
-  struct stat st;
-  ::fstat(fd, &st);
-  return std::make_unique<pdata::file_block_io>(fd, static_cast<uint64_t>(st.st_size), false);
+std::unique_ptr<pdata::file_block_io> open_fixture(const std::string &scenario) {
+  return test::open_read_only(test::fixture_image(scenario));
 }
 
 //---------------------------------------------------------- bitmap encoding
@@ -166,13 +151,7 @@ TEST_P(space_map_fixture, the_data_space_map_agrees_with_its_root) {
   }
 }
 
-std::string scenario_name(const ::testing::TestParamInfo<std::string> &p) {
-  std::string n = p.param;
-  std::replace(n.begin(), n.end(), '-', '_');
-  return n;
-}
-
-INSTANTIATE_TEST_SUITE_P(kernel, space_map_fixture, ::testing::ValuesIn(test::kernel_scenarios()), scenario_name);
+INSTANTIATE_TEST_SUITE_P(kernel, space_map_fixture, ::testing::ValuesIn(test::kernel_scenarios()), test::scenario_name);
 
 //--------------------------------------------------- hand-built space maps
 

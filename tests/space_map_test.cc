@@ -10,6 +10,7 @@
 #include "persistent-data/block_io.h"
 #include "persistent-data/checksum.h"
 #include "persistent-data/transaction_manager.h"
+#include "support/metadata_support.h"
 
 namespace {
 
@@ -81,27 +82,9 @@ TEST(space_map, a_block_freed_since_the_commit_is_not_reallocated_before_the_nex
   EXPECT_EQ(sm.allocate(), a);
 }
 
-// Counts write requests (not blocks).
-class request_counter : public pdata::block_io {
- public:
-  explicit request_counter(pdata::block_io &inner) : inner_(inner) {}
-  block_address nr_blocks() const override { return inner_.nr_blocks(); }
-  void read(block_address b, void *buf, std::size_t count) override { inner_.read(b, buf, count); }
-  void write(block_address b, const void *buf, std::size_t count) override {
-    requests++;
-    inner_.write(b, buf, count);
-  }
-  void flush() override { inner_.flush(); }
-  bool writable() const override { return true; }
-  int requests = 0;
-
- private:
-  pdata::block_io &inner_;
-};
-
 TEST(transaction_manager, write_now_blocks_are_gathered_readable_meanwhile_and_written_by_flush_blocks) {
   pdata::memory_block_io mem(64);
-  request_counter io(mem);
+  test::counting_block_io io(mem);
   pdata::space_map sm(64);
   sm.set(0, 1);
   pdata::transaction_manager tm(io, sm);
@@ -118,9 +101,9 @@ TEST(transaction_manager, write_now_blocks_are_gathered_readable_meanwhile_and_w
     EXPECT_EQ(r->raw()[64], 0x40 + i);
     EXPECT_EQ(r->raw()[163], 0x40 + i);
   }
-  EXPECT_EQ(io.requests, 0);
+  EXPECT_EQ(io.write_requests, 0u);
   tm.flush_blocks();
-  EXPECT_EQ(io.requests, 1);  // ten consecutive blocks, one request
+  EXPECT_EQ(io.write_requests, 1u);  // ten consecutive blocks, one request
   for (int i = 0; i < 10; i++) {
     pdata::block_buffer buf;
     mem.read(blocks[static_cast<std::size_t>(i)], buf.raw(), 1);

@@ -24,7 +24,7 @@
 #include "log-writes/byte_io.h"
 #include "log-writes/log_recorder.h"
 #include "log-writes/log_writes.h"
-#include "test_support.h"
+#include "support/test_support.h"
 #include "persistent-data/block_cache.h"
 #include "persistent-data/block_io.h"
 #include "audit/audit.h"
@@ -38,7 +38,7 @@ namespace fs = std::filesystem;
 
 const uint64_t meta_sectors = 16384;  // the harness's layout
 
-std::string kernel_log() { return std::string(THINKIT_FIXTURE_BIN) + "/kernel/logwrites/log.img"; }
+using test::kernel_log;
 
 // A log file opened read-only, as a byte source.
 class log_file : public pdata::byte_source {
@@ -95,17 +95,7 @@ std::map<uint64_t, uint64_t> without_data_flushes(const std::string &out) {
                      [](pdata::log_entry &e, std::vector<unsigned char> &) { return !is_data_flush(e); });
 }
 
-std::vector<std::string> lines_of(const std::string &s) {
-  std::vector<std::string> out;
-  std::size_t pos = 0;
-  while (pos < s.size()) {
-    std::size_t nl = s.find('\n', pos);
-    if (nl == std::string::npos) nl = s.size();
-    out.push_back(s.substr(pos, nl - pos));
-    pos = nl + 1;
-  }
-  return out;
-}
+using test::lines_of;
 
 // Bytes [off, off + len) of a file (the data images are 256 MiB: read only what is needed).
 std::vector<unsigned char> read_range(const std::string &path, uint64_t off, std::size_t len) {
@@ -131,7 +121,7 @@ bool all_zero(const std::vector<unsigned char> &v) {
   return std::all_of(v.begin(), v.end(), [](unsigned char c) { return c == 0; });
 }
 
-bool contains(const std::string &hay, const std::string &needle) { return hay.find(needle) != std::string::npos; }
+using test::contains;
 
 // --- list --------------------------------------------------------------------
 

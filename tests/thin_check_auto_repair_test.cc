@@ -9,7 +9,8 @@
 #include "thin/format/superblock_disk.h"
 #include "persistent-data/space_map_disk.h"
 #include "persistent-data/space_map_writer.h"
-#include "test_support.h"
+#include "support/metadata_support.h"
+#include "support/test_support.h"
 #include "thin/format/superblock.h"
 
 namespace {
@@ -53,10 +54,7 @@ uint64_t free_data_block(const std::vector<unsigned char> &img) {
   return 0;
 }
 
-void set_needs_check(std::vector<unsigned char> &img) {
-  img[4] |= 1;
-  pdata::stamp_checksum(img.data(), pdata::checksum_salt::superblock);
-}
+using test::set_needs_check;
 
 TEST(thin_check_auto_repair, fixes_metadata_and_data_leaks_and_clears_needs_check) {
   test::temp_dir t;
@@ -79,8 +77,8 @@ TEST(thin_check_auto_repair, fixes_metadata_and_data_leaks_and_clears_needs_chec
   EXPECT_EQ(after.exit_code, 0) << after.err;
   EXPECT_EQ(test::read_binary(f)[4] & 1, 0) << "NEEDS_CHECK still set";
   EXPECT_EQ(test::run_tool("thin_dump", {f}).out, test::read_file(test::fixture_file("snapshots", "thin_dump.xml")));
-  if (test::file_exists("/usr/sbin/thin_check")) {
-    EXPECT_EQ(std::system(("/usr/sbin/thin_check -q " + f).c_str()), 0);
+  if (test::debian_tools_installed({"thin_check"})) {
+    EXPECT_EQ(std::system((test::debian_tool("thin_check") + " -q " + f).c_str()), 0);
   }
 }
 

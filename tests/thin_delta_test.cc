@@ -24,7 +24,8 @@
 #include "persistent-data/block_cache.h"
 #include "persistent-data/block_io.h"
 #include "persistent-data/btree_walk.h"
-#include "test_support.h"
+#include "support/metadata_support.h"
+#include "support/test_support.h"
 #include "thin/delta/delta.h"
 #include "engine/pool_metadata.h"
 #include "thin/format/superblock.h"
@@ -37,23 +38,13 @@ namespace {
 
 namespace fs = std::filesystem;
 
-const char *oracle = "/usr/sbin/thin_delta";
+const std::string oracle = test::debian_tool("thin_delta");
 
-bool have_oracle() { return ::access(oracle, X_OK) == 0; }
+bool have_oracle() { return test::have_program(oracle); }
 
 using test::run_program;
 
-std::vector<std::string> lines_of(const std::string &s) {
-  std::vector<std::string> out;
-  std::size_t pos = 0;
-  while (pos < s.size()) {
-    std::size_t nl = s.find('\n', pos);
-    if (nl == std::string::npos) nl = s.size();
-    out.push_back(s.substr(pos, nl - pos));
-    pos = nl + 1;
-  }
-  return out;
-}
+using test::lines_of;
 
 std::vector<std::string> delta_args(uint64_t a, uint64_t b, bool verbose, bool metasnap, const std::string &image) {
   std::vector<std::string> args{"--snap1", std::to_string(a), "--snap2", std::to_string(b)};
@@ -103,12 +94,7 @@ TEST_P(thin_delta_fixture, prints_what_thin_delta_0_9_0_prints_for_every_pair_of
         }
 }
 
-std::string scenario_name(const ::testing::TestParamInfo<scenario_pairs> &p) {
-  std::string n = p.param.scenario;
-  for (auto &c : n)
-    if (c == '-') c = '_';
-  return n;
-}
+std::string scenario_name(const ::testing::TestParamInfo<scenario_pairs> &p) { return test::test_name(p.param.scenario); }
 
 INSTANTIATE_TEST_SUITE_P(kernel, thin_delta_fixture, ::testing::ValuesIn(fixture_pairs()), scenario_name);
 
@@ -282,24 +268,7 @@ TEST(thin_delta, metadata_snap_reads_the_held_snapshot_and_takes_an_attached_blo
 
 //------------------------------------------------------------------ reads: shared subtrees once or not at all
 
-// Counts the reads of each block.
-class counting_block_io : public pdata::block_io {
- public:
-  explicit counting_block_io(pdata::block_io &inner) : inner_(inner) {}
-  pdata::block_address nr_blocks() const override { return inner_.nr_blocks(); }
-  void read(pdata::block_address b, void *buf, std::size_t count = 1) override {
-    for (std::size_t i = 0; i < count; i++) reads[b + i]++;
-    inner_.read(b, buf, count);
-  }
-  void write(pdata::block_address b, const void *buf, std::size_t count = 1) override { inner_.write(b, buf, count); }
-  void flush() override { inner_.flush(); }
-  bool writable() const override { return inner_.writable(); }
-
-  std::map<pdata::block_address, unsigned> reads;
-
- private:
-  pdata::block_io &inner_;
-};
+using test::counting_block_io;
 
 // Wants only the changes: skips whatever both sides share.
 class changes_only : public thin::delta_visitor {

@@ -18,12 +18,13 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+#include <cstdlib>
 
-#include "damage_support.h"
+#include "support/damage_support.h"
 #include "engine/thin_pool.h"
 #include "persistent-data/block_io.h"
 #include "persistent-data/btree_node.h"
-#include "test_support.h"
+#include "support/test_support.h"
 
 namespace {
 

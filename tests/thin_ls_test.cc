@@ -21,7 +21,8 @@
 #include "persistent-data/block_cache.h"
 #include "persistent-data/block_io.h"
 #include "persistent-data/btree_walk.h"
-#include "test_support.h"
+#include "support/metadata_support.h"
+#include "support/test_support.h"
 #include "thin/format/superblock.h"
 #include "thin/format/thin_trees.h"
 #include "thin/ir/text_sink.h"
@@ -29,32 +30,15 @@
 
 namespace {
 
-const char *oracle = "/usr/sbin/thin_ls";
+const std::string oracle = test::debian_tool("thin_ls");
 const char *all_fields =
     "DEV,MAPPED_BLOCKS,EXCLUSIVE_BLOCKS,SHARED_BLOCKS,"
     "MAPPED_SECTORS,EXCLUSIVE_SECTORS,SHARED_SECTORS,"
     "MAPPED_BYTES,EXCLUSIVE_BYTES,SHARED_BYTES,MAPPED,"
     "EXCLUSIVE,SHARED,TRANSACTION,CREATE_TIME,SNAP_TIME";
 
-std::string quote(const std::string &s) { return "'" + s + "'"; }
-
-// Runs the XML generator; fails the test if it fails.
-void generate(const std::vector<std::string> &args, const std::string &out) {
-  std::string cmd = quote(THINKIT_GEN_XML);
-  for (auto &a : args) cmd += " " + quote(a);
-  cmd += " -o " + quote(out) + " 2>" + quote(out + ".err");
-  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd << "\n" << test::read_file(out + ".err");
-}
-
-// Restores `xml` with our thin_restore into a sparse file of `bytes`.
-void restore(const std::string &xml, const std::string &meta, uint64_t bytes) {
-  FILE *f = std::fopen(meta.c_str(), "w");
-  ASSERT_NE(f, nullptr);
-  std::fclose(f);
-  ASSERT_EQ(::truncate(meta.c_str(), static_cast<off_t>(bytes)), 0);
-  auto r = test::run_tool("thin_restore", {"-i", xml, "-o", meta});
-  ASSERT_EQ(r.exit_code, 0) << r.err;
-}
+using test::generate_xml;
+using test::restore_with_tool;
 
 // Calls fn(dev, first data block, length) for each mapping line of
 // generated XML (plain dialect), in order.
@@ -99,7 +83,7 @@ std::map<uint64_t, std::pair<uint64_t, uint64_t>> expected_usage_of(std::vector<
                                                                     const test::temp_dir &d) {
   args.erase(std::remove(args.begin(), args.end(), std::string("--shared-defs")), args.end());
   const std::string plain = d.file("plain.xml");
-  generate(args, plain);
+  generate_xml(args, plain);
   return expected_usage(test::read_file(plain));
 }
 
@@ -127,31 +111,7 @@ std::map<uint64_t, std::pair<uint64_t, uint64_t>> parse_usage(const std::string 
   return r;
 }
 
-// Counts the reads that reach the device (the cache's misses).
-class counting_io : public pdata::block_io {
- public:
-  explicit counting_io(pdata::block_io &inner) : inner_(inner) {}
-  pdata::block_address nr_blocks() const override { return inner_.nr_blocks(); }
-  void read(pdata::block_address b, void *buf, std::size_t count) override {
-    reads += count;
-    inner_.read(b, buf, count);
-  }
-  void write(pdata::block_address, const void *, std::size_t) override { throw std::runtime_error("read only"); }
-  void flush() override {}
-  bool writable() const override { return false; }
-  uint64_t reads = 0;
-
- private:
-  pdata::block_io &inner_;
-};
-
-std::unique_ptr<pdata::file_block_io> open_read_only(const std::string &path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw std::runtime_error("cannot open " + path);
-  struct stat st;
-  ::fstat(fd, &st);
-  return std::make_unique<pdata::file_block_io>(fd, static_cast<uint64_t>(st.st_size), false);
-}
+using test::open_read_only;
 
 TEST(thin_ls, prints_every_field_as_0_9_0_did_on_the_kernel_fixtures) {
   for (auto &scenario : test::kernel_scenarios()) {
@@ -214,8 +174,8 @@ TEST(thin_ls, counts_exclusive_and_shared_blocks_as_the_mappings_say_and_as_0_9_
   for (auto &p : pools) {
     const std::string xml = d.file("p" + std::to_string(n) + ".xml"), meta = d.file("p" + std::to_string(n) + ".meta");
     n++;
-    generate(p.args, xml);
-    restore(xml, meta, 64ull << 20);
+    generate_xml(p.args, xml);
+    restore_with_tool(xml, meta, 64ull << 20);
     auto r = test::run_tool("thin_ls", {"--no-headers", "-o", "DEV,EXCLUSIVE_BLOCKS,SHARED_BLOCKS", meta});
     ASSERT_EQ(r.exit_code, 0) << r.err;
     auto expected = expected_usage_of(p.args, d);
@@ -245,20 +205,20 @@ TEST(thin_ls, reads_each_shared_node_once_for_a_thousand_snapshots_of_one_origin
   const std::vector<std::string> args = {"--seed",         "9",           "--devices",    "1",           "--mappings",
                                          "50000",          "--snapshots", "1000",         "--snap-diff", "0.0002",
                                          "--origin-churn", "0.0002",      "--shared-defs"};
-  generate(args, xml);
-  restore(xml, meta, 256ull << 20);
+  generate_xml(args, xml);
+  restore_with_tool(xml, meta, 256ull << 20);
 
   auto io = open_read_only(meta);
-  counting_io counted(*io);
+  test::counting_block_io counted(*io);  // the reads that reach the device (the cache's misses)
   auto sb = thin::read_superblock(counted);
   pdata::block_cache cache(counted, 64);  // too small to hide repeated reads
   auto top = thin::read_mapping_top_level(cache, sb.mapping_root,
                                           [](const pdata::btree_damage &) { ADD_FAILURE() << "damaged top level"; });
   std::map<uint64_t, pdata::block_address> roots(top.begin(), top.end());
   ASSERT_EQ(roots.size(), 1001u);
-  counted.reads = 0;
+  counted.blocks_read = 0;
   auto exclusive = thin::count_exclusive_blocks(cache, roots);
-  const uint64_t reads = counted.reads;
+  const uint64_t reads = counted.blocks_read;
 
   // Every node is read once to find it, and each leaf once more (shared
   // ones to top up their counts, the others to count their exclusive

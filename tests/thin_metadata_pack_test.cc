@@ -21,7 +21,7 @@
 #include "persistent-data/btree_disk.h"
 #include "persistent-data/checksum.h"
 #include "persistent-data/endian.h"
-#include "test_support.h"
+#include "support/test_support.h"
 #include "thin/pack/block_codec.h"
 #include "thin/pack/pack.h"
 

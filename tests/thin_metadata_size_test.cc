@@ -12,12 +12,12 @@
 #include <string>
 #include <vector>
 
-#include "test_support.h"
+#include "support/test_support.h"
 #include "thin/metadata_size/metadata_size.h"
 
 namespace {
 
-const char *oracle = "/usr/sbin/thin_metadata_size";
+const std::string oracle = test::debian_tool("thin_metadata_size");
 
 TEST(thin_metadata_size, prints_0_9_0s_output_forms) {
   // As Debian's thin_metadata_size 0.9.0 printed them.

@@ -7,8 +7,9 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 
-#include "crash_support.h"
-#include "test_support.h"
+#include "support/crash_support.h"
+#include "support/metadata_support.h"
+#include "support/test_support.h"
 #include "persistent-data/block_cache.h"
 #include "log-writes/byte_io.h"
 #include "log-writes/log_recorder.h"
@@ -31,21 +32,14 @@ struct crash_result {
   std::string problem;  // non-empty: the metadata failed the check
 };
 
-struct quiet_reporter : thin::check_reporter {
-  std::string log;
-  void stage(const char *) override {}
-  void info(uint64_t, uint64_t) override {}
-  void visit(const thin::damage &d) override { log += d.what + "\n"; }
-};
-
 // Examines a crashed pair of devices: the metadata must pass the checker;
 // every mapped sector is classified against the model.
 crash_result examine(pdata::block_io &meta_mem, pdata::block_io &data_mem, const sector_model &model) {
   crash_result res;
-  quiet_reporter rep;
+  test::recording_reporter rep;
   auto cr = thin::check_metadata(meta_mem, {}, rep);
   if (!cr.spotless()) {
-    res.problem = rep.log.empty() ? "check failed" : rep.log;
+    res.problem = rep.records.empty() ? "check failed" : rep.log();
     return res;
   }
   auto md = thin::pool_metadata::open(meta_mem);
@@ -235,13 +229,13 @@ TEST(thin_pool, reads_what_was_written_through_snapshots_discards_and_reopen) {
     }
   }
   pool->commit();
-  quiet_reporter rep;
-  EXPECT_TRUE(thin::check_metadata(meta, {}, rep).spotless()) << rep.log;
+  test::recording_reporter rep;
+  EXPECT_TRUE(thin::check_metadata(meta, {}, rep).spotless()) << rep.log();
   // Debian's thin_check 0.9.0 accepts what the engine wrote too.
-  if (test::file_exists("/usr/sbin/thin_check")) {
+  if (test::debian_tools_installed({"thin_check"})) {
     test::temp_dir t;
     test::write_binary(t.file("engine.img"), meta.image());
-    EXPECT_EQ(std::system(("/usr/sbin/thin_check -q " + t.file("engine.img")).c_str()), 0);
+    EXPECT_EQ(std::system((test::debian_tool("thin_check") + " -q " + t.file("engine.img")).c_str()), 0);
   }
   EXPECT_GT(pool->stats().copies, 0u);
   EXPECT_GT(pool->stats().zeroings, 0u);

@@ -17,31 +17,15 @@
 #include "persistent-data/block_cache.h"
 #include "persistent-data/btree_node.h"
 #include "persistent-data/checksum.h"
-#include "test_support.h"
+#include "support/test_support.h"
 #include "thin/format/superblock.h"
 #include "thin/format/thin_trees.h"
 
 namespace {
 
-std::string scenario_name(const ::testing::TestParamInfo<std::string> &p) {
-  std::string n = p.param;
-  for (auto &c : n)
-    if (c == '-') c = '_';
-  return n;
-}
+using test::make_file;
 
-void make_file(const std::string &path, uint64_t size) {
-  FILE *f = std::fopen(path.c_str(), "w");
-  ASSERT_NE(f, nullptr);
-  std::fclose(f);
-  ASSERT_EQ(::truncate(path.c_str(), static_cast<off_t>(size)), 0);
-}
-
-std::string copy_fixture(const test::temp_dir &t, const std::string &scenario) {
-  std::string p = t.file("in.img");
-  test::write_binary(p, test::read_binary(test::fixture_image(scenario)));
-  return p;
-}
+using test::copy_fixture;
 
 
 // (dev, vblock) -> data block of an XML dump.
@@ -75,8 +59,8 @@ TEST_P(repair_kernel, healthy_metadata_repairs_to_the_same_dump_and_leaves_the_i
   EXPECT_TRUE(test::read_binary(in) == before);
   EXPECT_EQ(test::run_tool("thin_dump", {out}).out, test::read_file(test::fixture_file(GetParam(), "thin_dump.xml")));
   EXPECT_EQ(test::run_tool("thin_check", {"-q", out}).exit_code, 0);
-  if (test::file_exists("/usr/sbin/thin_check")) {
-    EXPECT_EQ(std::system(("/usr/sbin/thin_check -q " + out).c_str()), 0);
+  if (test::debian_tools_installed({"thin_check"})) {
+    EXPECT_EQ(std::system((test::debian_tool("thin_check") + " -q " + out).c_str()), 0);
   }
 }
 
@@ -150,7 +134,7 @@ TEST_P(repair_kernel, a_damaged_mapping_leaf_loses_only_its_own_range_and_says_s
   for (auto &[k, v] : have) EXPECT_EQ(want.at(k), v);
 }
 
-INSTANTIATE_TEST_SUITE_P(kernel, repair_kernel, ::testing::ValuesIn(test::kernel_scenarios()), scenario_name);
+INSTANTIATE_TEST_SUITE_P(kernel, repair_kernel, ::testing::ValuesIn(test::kernel_scenarios()), test::scenario_name);
 
 TEST(thin_repair, lvm2s_sequence_works_stray_empty_argument_then_transaction_on_the_first_dump_line) {
   test::temp_dir t;

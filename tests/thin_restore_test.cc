@@ -13,7 +13,8 @@
 
 #include "persistent-data/block_cache.h"
 #include "persistent-data/errors.h"
-#include "test_support.h"
+#include "support/metadata_support.h"
+#include "support/test_support.h"
 #include "thin/check/check.h"
 #include "thin/dump/dump.h"
 #include "thin/restore/restore.h"
@@ -22,24 +23,11 @@
 
 namespace {
 
-std::string scenario_name(const ::testing::TestParamInfo<std::string> &p) {
-  std::string n = p.param;
-  for (auto &c : n)
-    if (c == '-') c = '_';
-  return n;
-}
-
-void make_file(const std::string &path, uint64_t size) {
-  ASSERT_EQ(::truncate(path.c_str(), 0) == 0 || errno == ENOENT, true);
-  FILE *f = std::fopen(path.c_str(), "w");
-  ASSERT_NE(f, nullptr);
-  std::fclose(f);
-  ASSERT_EQ(::truncate(path.c_str(), static_cast<off_t>(size)), 0);
-}
+using test::make_file;
 
 uint64_t meta_size(const std::string &scenario) { return scenario == "btree" ? 80ull << 20 : 8ull << 20; }
 
-bool oracle_installed() { return test::file_exists("/usr/sbin/thin_check") && test::file_exists("/usr/sbin/thin_dump"); }
+bool oracle_installed() { return test::debian_tools_installed({"thin_check", "thin_dump"}); }
 
 class restore_fixture : public ::testing::TestWithParam<std::string> {};
 
@@ -64,13 +52,13 @@ TEST_P(restore_fixture, debian_thin_check_accepts_our_output_and_debian_thin_dum
   make_file(out, meta_size(GetParam()));
   ASSERT_EQ(test::run_tool("thin_restore", {"-i", xml, "-o", out}).exit_code, 0);
   std::string log = t.file("log");
-  EXPECT_EQ(std::system(("/usr/sbin/thin_check " + out + " >" + log + " 2>&1").c_str()), 0) << test::read_file(log);
+  EXPECT_EQ(std::system((test::debian_tool("thin_check") + " " + out + " >" + log + " 2>&1").c_str()), 0) << test::read_file(log);
   std::string dumped = t.file("dump.xml");
-  ASSERT_EQ(std::system(("/usr/sbin/thin_dump " + out + " >" + dumped).c_str()), 0);
+  ASSERT_EQ(std::system((test::debian_tool("thin_dump") + " " + out + " >" + dumped).c_str()), 0);
   EXPECT_EQ(test::read_file(dumped), test::read_file(xml));
 }
 
-INSTANTIATE_TEST_SUITE_P(kernel, restore_fixture, ::testing::ValuesIn(test::kernel_scenarios()), scenario_name);
+INSTANTIATE_TEST_SUITE_P(kernel, restore_fixture, ::testing::ValuesIn(test::kernel_scenarios()), test::scenario_name);
 
 TEST(thin_restore, reads_gzip_and_standard_input) {
   test::temp_dir t;
@@ -221,12 +209,7 @@ TEST(thin_restore, refuses_the_same_file_as_input_and_output_and_missing_argumen
 
 //------------------------------------------------------------- power cuts
 
-std::string dump_of(pdata::block_io &io) {
-  thin::string_sink s;
-  auto e = thin::make_xml_emitter(s);
-  thin::dump_metadata(io, {}, *e);
-  return s.str();
-}
+std::string dump_of(pdata::block_io &io) { return test::dump_xml(io); }
 
 TEST(thin_restore, a_power_cut_at_any_write_leaves_the_new_metadata_or_a_zeroed_superblock) {
   const std::string old_xml = test::read_file(test::fixture_file("basic", "thin_dump.xml"));
@@ -269,11 +252,7 @@ TEST(thin_restore, a_power_cut_at_any_write_leaves_the_new_metadata_or_a_zeroed_
         saw_zero++;
         continue;
       }
-      struct quiet : thin::check_reporter {
-        void stage(const char *) override {}
-        void info(uint64_t, uint64_t) override {}
-        void visit(const thin::damage &) override {}
-      } rep;
+      test::recording_reporter rep;
       auto res = thin::check_metadata(m, {}, rep);
       std::string dumped = res.spotless() ? dump_of(m) : "";
       // A valid superblock must be the new metadata, whole; or (a cut before
@@ -309,13 +288,8 @@ TEST(thin_restore, def_and_ref_become_shared_leaves_and_dump_as_plain_mappings) 
   std::istringstream in(x.str());
   thin::parse_xml(in, r);
   ASSERT_TRUE(r.committed());
-  struct rec : thin::check_reporter {
-    std::string log;
-    void stage(const char *) override {}
-    void info(uint64_t, uint64_t) override {}
-    void visit(const thin::damage &d) override { log += d.what + "\n"; }
-  } rep;
-  EXPECT_TRUE(thin::check_metadata(io, {}, rep).spotless()) << rep.log;
+  test::recording_reporter rep;
+  EXPECT_TRUE(thin::check_metadata(io, {}, rep).spotless()) << rep.log();
   std::string d = dump_of(io);
   EXPECT_NE(d.find("<device dev_id=\"2\" mapped_blocks=\"1002\""), std::string::npos) << d;
   EXPECT_NE(d.find("<range_mapping origin_begin=\"1000\" data_begin=\"0\" length=\"1000\" time=\"0\"/>"),

@@ -14,14 +14,12 @@
 #include <vector>
 
 #include "persistent-data/errors.h"
-#include "test_support.h"
+#include "support/test_support.h"
 #include "thin/rmap/rmap.h"
 
 namespace {
 
-const char *oracle = "/usr/sbin/thin_rmap";
-
-std::string quote(const std::string &s) { return "'" + s + "'"; }
+const std::string oracle = test::debian_tool("thin_rmap");
 
 // nr_data_blocks of a thin_dump XML.
 uint64_t nr_data_blocks(const std::string &xml) {
@@ -69,15 +67,8 @@ TEST(thin_rmap, matches_the_0_9_0_oracle_on_fixtures_and_generated_pools) {
        }) {
     const std::string xml = d.file("g" + std::to_string(n) + ".xml"), meta = d.file("g" + std::to_string(n) + ".meta");
     n++;
-    std::string cmd = quote(THINKIT_GEN_XML);
-    for (auto &a : args) cmd += " " + quote(a);
-    cmd += " -o " + quote(xml);
-    ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
-    FILE *f = std::fopen(meta.c_str(), "w");
-    std::fclose(f);
-    ASSERT_EQ(::truncate(meta.c_str(), 64 << 20), 0);
-    auto r = test::run_tool("thin_restore", {"-i", xml, "-o", meta});
-    ASSERT_EQ(r.exit_code, 0) << r.err;
+    ASSERT_NO_FATAL_FAILURE(test::generate_xml(args, xml));
+    ASSERT_NO_FATAL_FAILURE(test::restore_with_tool(xml, meta, 64 << 20));
     images.push_back(meta);
   }
   const std::vector<std::vector<std::string>> region_sets = {

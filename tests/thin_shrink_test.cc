@@ -20,7 +20,7 @@
 #include "engine/pool_metadata.h"
 #include "engine/thin_pool.h"
 #include "persistent-data/block_io.h"
-#include "test_support.h"
+#include "support/test_support.h"
 #include "thin/format/superblock.h"
 #include "thin/shrink/shrink.h"
 
@@ -110,8 +110,8 @@ TEST(thin_shrink, moves_the_data_above_the_new_size_and_every_device_reads_the_s
 
   auto c = test::run_tool("thin_check", {out});
   EXPECT_EQ(c.exit_code, 0) << c.err;
-  if (test::file_exists("/usr/sbin/thin_check")) {
-    EXPECT_EQ(std::system(("/usr/sbin/thin_check -q " + out).c_str()), 0);
+  if (test::debian_tools_installed({"thin_check"})) {
+    EXPECT_EQ(std::system((test::debian_tool("thin_check") + " -q " + out).c_str()), 0);
   }
   // thin_dump reports the new size.
   auto d = test::run_tool("thin_dump", {out});
@@ -220,8 +220,8 @@ TEST(thin_shrink, shrinks_kernel_metadata_to_its_mapped_block_count_and_both_thi
     ASSERT_EQ(r.exit_code, 0) << r.err;
     auto c = test::run_tool("thin_check", {t.file("out")});
     EXPECT_EQ(c.exit_code, 0) << c.err;
-    if (test::file_exists("/usr/sbin/thin_check")) {
-      EXPECT_EQ(std::system(("/usr/sbin/thin_check -q " + t.file("out")).c_str()), 0);
+    if (test::debian_tools_installed({"thin_check"})) {
+      EXPECT_EQ(std::system((test::debian_tool("thin_check") + " -q " + t.file("out")).c_str()), 0);
     }
     const auto after = all_mappings(test::read_binary(t.file("out")));
     ASSERT_EQ(after.size(), before.size());

@@ -17,11 +17,12 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+#include <cstdlib>
 
-#include "damage_support.h"
+#include "support/damage_support.h"
 #include "engine/thin_pool.h"
 #include "persistent-data/block_io.h"
-#include "test_support.h"
+#include "support/test_support.h"
 
 namespace {
 
@@ -262,8 +263,8 @@ TEST(thin_trim, help_matches_0_9_0_and_version_is_bare) {
             "Options:\n"
             "  {-h|--help}\n"
             "  {-V|--version}\n");
-  if (test::file_exists("/usr/sbin/thin_trim")) {
-    std::string cmd = "/usr/sbin/thin_trim --help 2>&1";
+  if (test::debian_tools_installed({"thin_trim"})) {
+    std::string cmd = test::debian_tool("thin_trim") + " --help 2>&1";
     FILE *p = ::popen(cmd.c_str(), "r");
     ASSERT_NE(p, nullptr);
     std::string theirs;

@@ -12,38 +12,22 @@
 #include <string>
 #include <vector>
 
-#include "damage_support.h"
+#include "support/damage_support.h"
 #include "persistent-data/block_cache.h"
 #include "persistent-data/btree_node.h"
 #include "persistent-data/checksum.h"
-#include "test_support.h"
+#include "support/test_support.h"
 #include "thin/check/fast_check.h"
 #include "thin/format/thin_trees.h"
+#include "persistent-data/endian.h"
 
 namespace {
 
-void make_file(const std::string &path, uint64_t size) {
-  FILE *f = std::fopen(path.c_str(), "w");
-  ASSERT_NE(f, nullptr);
-  std::fclose(f);
-  ASSERT_EQ(::truncate(path.c_str(), static_cast<off_t>(size)), 0);
-}
+using test::make_file;
 
 const std::string sb_line =
     "<superblock uuid=\"\" time=\"0\" transaction=\"1\" flags=\"0\" version=\"2\" data_block_size=\"128\" "
     "nr_data_blocks=\"100\">\n";
-std::string dev(uint64_t id) {
-  return "  <device dev_id=\"" + std::to_string(id) +
-         "\" mapped_blocks=\"0\" transaction=\"0\" creation_time=\"0\" snap_time=\"0\">\n";
-}
-std::string single(uint64_t origin, uint64_t data) {
-  return "    <single_mapping origin_block=\"" + std::to_string(origin) + "\" data_block=\"" + std::to_string(data) +
-         "\" time=\"0\"/>\n";
-}
-std::string range(uint64_t origin, uint64_t data, uint64_t len) {
-  return "    <range_mapping origin_begin=\"" + std::to_string(origin) + "\" data_begin=\"" + std::to_string(data) +
-         "\" length=\"" + std::to_string(len) + "\" time=\"0\"/>\n";
-}
 const std::string end_dev = "  </device>\n", end_sb = "</superblock>\n";
 
 test::run_result restore(const test::temp_dir &t, const std::string &xml, const std::string &out) {
@@ -60,18 +44,18 @@ struct twice_case {
 };
 
 TEST(twice_mapped, restore_refuses_a_data_block_mapped_twice_in_one_device_naming_the_line_and_both_blocks) {
-  const std::string def = "  <def name=\"d\">\n" + single(10, 5) + "  </def>\n";
+  const std::string def = "  <def name=\"d\">\n" + test::xml_single(10, 5) + "  </def>\n";
   const std::vector<twice_case> cases = {
-      {"two_singles", dev(1) + single(0, 5) + single(3, 5) + end_dev, 4,
+      {"two_singles", test::xml_device(1) + test::xml_single(0, 5) + test::xml_single(3, 5) + end_dev, 4,
        "device 1 maps data block 5 twice: by virtual block 0 and by virtual block 3"},
-      {"a_single_inside_an_earlier_range", dev(1) + range(0, 10, 5) + single(9, 12) + end_dev, 4,
+      {"a_single_inside_an_earlier_range", test::xml_device(1) + test::xml_range(0, 10, 5) + test::xml_single(9, 12) + end_dev, 4,
        "device 1 maps data block 12 twice: by virtual block 2 and by virtual block 9"},
-      {"a_range_overlapping_itself_across_devices_is_fine_but_not_within", dev(1) + range(0, 10, 2) + end_dev +
-       dev(2) + range(0, 10, 2) + range(5, 11, 1) + end_dev, 7,
+      {"a_range_overlapping_itself_across_devices_is_fine_but_not_within", test::xml_device(1) + test::xml_range(0, 10, 2) + end_dev +
+       test::xml_device(2) + test::xml_range(0, 10, 2) + test::xml_range(5, 11, 1) + end_dev, 7,
        "device 2 maps data block 11 twice: by virtual block 1 and by virtual block 5"},
-      {"a_ref_whose_def_maps_a_block_the_device_maps", def + dev(1) + single(0, 5) + "    <ref name=\"d\"/>\n" + end_dev,
+      {"a_ref_whose_def_maps_a_block_the_device_maps", def + test::xml_device(1) + test::xml_single(0, 5) + "    <ref name=\"d\"/>\n" + end_dev,
        7, "device 1 maps data block 5 twice: by virtual block 0 and by virtual block 10"},
-      {"within_a_def", "  <def name=\"d\">\n" + single(1, 7) + single(2, 7) + "  </def>\n", 4,
+      {"within_a_def", "  <def name=\"d\">\n" + test::xml_single(1, 7) + test::xml_single(2, 7) + "  </def>\n", 4,
        "<def name=\"d\"> maps data block 7 twice: by virtual block 1 and by virtual block 2"},
   };
   for (auto &c : cases) {
@@ -89,7 +73,7 @@ TEST(twice_mapped, restore_refuses_a_data_block_mapped_twice_in_one_device_namin
 // counts (5: 2, 6: 1) still agree with the references.
 std::vector<unsigned char> metadata_with_a_block_mapped_twice_in_one_device(const test::temp_dir &t) {
   std::string out = t.file("m");
-  auto r = restore(t, sb_line + dev(1) + single(0, 5) + single(3, 6) + end_dev + dev(2) + single(0, 5) + end_dev +
+  auto r = restore(t, sb_line + test::xml_device(1) + test::xml_single(0, 5) + test::xml_single(3, 6) + end_dev + test::xml_device(2) + test::xml_single(0, 5) + end_dev +
                           end_sb,
                    out);
   EXPECT_EQ(r.exit_code, 0) << r.err;
@@ -147,14 +131,14 @@ TEST(twice_mapped, thin_repair_keeps_the_first_mapping_drops_the_second_and_says
       << r.out;
   EXPECT_EQ(test::run_tool("thin_check", {out}).exit_code, 0);
   auto d = test::run_tool("thin_dump", {out});
-  EXPECT_NE(d.out.find(single(0, 5)), std::string::npos) << d.out;
+  EXPECT_NE(d.out.find(test::xml_single(0, 5)), std::string::npos) << d.out;
   EXPECT_EQ(d.out.find("origin_block=\"3\""), std::string::npos) << d.out;
 }
 
 bool fast_path_proves_clean(const std::vector<unsigned char> &img) {
   pdata::memory_block_io io(img);
   thin::superblock sb = thin::read_superblock(io, 0);
-  dmg::recording_reporter r;
+  test::recording_reporter r;
   unsigned stages = 0;
   std::vector<thin::damage> hints;
   return thin::detail::fast_check(io, sb, sb, r, stages, hints);
@@ -188,7 +172,7 @@ TEST(twice_mapped, a_block_shared_by_two_devices_at_different_virtual_blocks_is_
   // Not what snapshots make (the fast path hands it over), but allowed.
   test::temp_dir t;
   std::string out = t.file("m");
-  auto r = restore(t, sb_line + dev(1) + single(0, 5) + end_dev + dev(2) + single(7, 5) + end_dev + end_sb, out);
+  auto r = restore(t, sb_line + test::xml_device(1) + test::xml_single(0, 5) + end_dev + test::xml_device(2) + test::xml_single(7, 5) + end_dev + end_sb, out);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   auto img = test::read_binary(out);
   pdata::memory_block_io fast_io(img), exact_io(img);

@@ -15,7 +15,7 @@
 #include <utility>
 #include <vector>
 
-#include "test_support.h"
+#include "support/test_support.h"
 #include "thin/ir/emitter.h"
 #include "thin/ir/text_sink.h"
 
@@ -101,14 +101,6 @@ const std::string sb_line =
 const std::string dev1_line =
     "  <device dev_id=\"1\" mapped_blocks=\"0\" transaction=\"0\" creation_time=\"0\" snap_time=\"0\">\n";
 
-std::string single(uint64_t origin, uint64_t data, uint64_t time = 0) {
-  return "    <single_mapping origin_block=\"" + std::to_string(origin) + "\" data_block=\"" + std::to_string(data) +
-         "\" time=\"" + std::to_string(time) + "\"/>\n";
-}
-std::string range(uint64_t origin, uint64_t data, uint64_t len, uint64_t time = 0) {
-  return "    <range_mapping origin_begin=\"" + std::to_string(origin) + "\" data_begin=\"" + std::to_string(data) +
-         "\" length=\"" + std::to_string(len) + "\" time=\"" + std::to_string(time) + "\"/>\n";
-}
 // One device (lines 2 .. 2+mappings) holding `body` in a complete document.
 std::string in_device(const std::string &body) { return sb_line + dev1_line + body + "  </device>\n</superblock>\n"; }
 
@@ -127,14 +119,7 @@ TEST_P(xml_kernel_fixture, parsing_the_reference_dump_into_the_xml_emitter_repro
   EXPECT_EQ(xml_round_trip(ref), ref);
 }
 
-std::string scenario_name(const ::testing::TestParamInfo<std::string> &p) {
-  std::string n = p.param;
-  for (auto &c : n)
-    if (c == '-') c = '_';
-  return n;
-}
-
-INSTANTIATE_TEST_SUITE_P(all, xml_kernel_fixture, ::testing::ValuesIn(test::kernel_scenarios()), scenario_name);
+INSTANTIATE_TEST_SUITE_P(all, xml_kernel_fixture, ::testing::ValuesIn(test::kernel_scenarios()), test::scenario_name);
 
 class xml_generated_fixture : public ::testing::TestWithParam<std::string> {};
 
@@ -145,7 +130,7 @@ TEST_P(xml_generated_fixture, parsing_a_generated_pool_into_the_xml_emitter_repr
 }
 
 INSTANTIATE_TEST_SUITE_P(all, xml_generated_fixture,
-                         ::testing::Values(std::string("two_origins"), std::string("snap_of_snap")), scenario_name);
+                         ::testing::Values(std::string("two_origins"), std::string("snap_of_snap")), test::scenario_name);
 
 TEST(xml_parser, a_metadata_snapshot_dump_restores_only_with_an_nr_data_blocks_override) {
   // thin_dump -m prints nr_data_blocks="0", so every mapping is beyond the
@@ -158,7 +143,7 @@ TEST(xml_parser, a_metadata_snapshot_dump_restores_only_with_an_nr_data_blocks_o
 }
 
 TEST(xml_parser, a_0_9_0_document_gives_its_events_in_document_order) {
-  std::string doc = sb_line + dev1_line + range(0, 10, 4, 1) + single(7, 3, 0) + "  </device>\n" +
+  std::string doc = sb_line + dev1_line + test::xml_range(0, 10, 4, 1) + test::xml_single(7, 3, 0) + "  </device>\n" +
                     "  <device dev_id=\"5\" mapped_blocks=\"9\" transaction=\"3\" creation_time=\"1\" "
                     "snap_time=\"2\">\n"
                     "  </device>\n</superblock>\n";
@@ -242,7 +227,7 @@ TEST(xml_parser, lvm2_style_one_space_indentation_with_a_declaration_and_comment
 }
 
 TEST(xml_parser, a_range_of_length_one_stays_a_range) {
-  auto ev = events_of(in_device(range(4, 4, 1)));
+  auto ev = events_of(in_device(test::xml_range(4, 4, 1)));
   ASSERT_EQ(ev.size(), 5u);
   EXPECT_EQ(ev[2], "range 4 4 time=0 len=1");
 }
@@ -251,7 +236,7 @@ TEST(xml_parser, mapped_blocks_is_passed_through_unchecked) {
   std::string doc = sb_line +
                     "  <device dev_id=\"1\" mapped_blocks=\"12345\" transaction=\"0\" creation_time=\"0\" "
                     "snap_time=\"0\">\n" +
-                    single(1, 1) + "  </device>\n</superblock>\n";
+                    test::xml_single(1, 1) + "  </device>\n</superblock>\n";
   EXPECT_EQ(events_of(doc)[1], "device 1 mapped_blocks=12345 transaction=0 creation_time=0 snap_time=0");
 }
 
@@ -288,7 +273,7 @@ TEST(xml_parser, overrides_replace_the_superblock_values_before_begin_superblock
   o.overrides.transaction_id = 99;
   o.overrides.data_block_size = 1024;
   o.overrides.nr_data_blocks = 5000;
-  auto ev = events_of(in_device(single(1, 4500)), o);
+  auto ev = events_of(in_device(test::xml_single(1, 4500)), o);
   EXPECT_EQ(ev[0],
             "superblock uuid= time=1 transaction=99 flags=0 version=2 data_block_size=1024 nr_data_blocks=5000 "
             "metadata_snap=-");
@@ -296,7 +281,7 @@ TEST(xml_parser, overrides_replace_the_superblock_values_before_begin_superblock
 }
 
 TEST(xml_parser, an_override_repairs_a_bad_data_block_size_in_the_file) {
-  std::string doc = replace_all(in_device(single(1, 1)), "data_block_size=\"128\"", "data_block_size=\"100\"");
+  std::string doc = replace_all(in_device(test::xml_single(1, 1)), "data_block_size=\"128\"", "data_block_size=\"100\"");
   EXPECT_TRUE(fails_at(doc, 1, "data_block_size 100 is invalid"));
   thin::xml_parse_options o;
   o.overrides.data_block_size = 256;
@@ -305,8 +290,8 @@ TEST(xml_parser, an_override_repairs_a_bad_data_block_size_in_the_file) {
 
 TEST(xml_parser, ranges_may_abut_and_refs_may_abut_their_neighbours) {
   std::string doc = sb_line +
-                    "  <def name=\"d\">\n" + range(10, 100, 5) + "  </def>\n" + dev1_line + range(0, 0, 10) +
-                    "    <ref name=\"d\"/>\n" + single(15, 50) + "  </device>\n</superblock>\n";
+                    "  <def name=\"d\">\n" + test::xml_range(10, 100, 5) + "  </def>\n" + dev1_line + test::xml_range(0, 0, 10) +
+                    "    <ref name=\"d\"/>\n" + test::xml_single(15, 50) + "  </device>\n</superblock>\n";
   EXPECT_EQ(events_of(doc).size(), 10u);
 }
 
@@ -351,13 +336,13 @@ TEST(xml_parser, a_large_document_is_read_in_chunks_with_the_right_counts) {
     for (uint64_t i = 0; i < per_device; ++i) {
       if (i % 3 == 0) {
         uint64_t len = 2 + i % 7;
-        doc += range(origin, data, len, i % 5);
+        doc += test::xml_range(origin, data, len, i % 5);
         want_ranges++;
         want_blocks += len;
         origin += len + 1;
         data += len;
       } else {
-        doc += single(origin, data, i % 5);
+        doc += test::xml_single(origin, data, i % 5);
         want_singles++;
         want_blocks++;
         origin += 2;
@@ -386,8 +371,8 @@ TEST(xml_parser, a_large_document_is_read_in_chunks_with_the_right_counts) {
 TEST(xml_parser, line_numbers_stay_right_across_many_chunks) {
   // ~700 KiB: the bad mapping is far past the first 64 KiB chunk.
   std::string body;
-  for (uint64_t i = 0; i < 10000; ++i) body += single(i, i % 1000);
-  std::string doc = in_device(body + single(5, 5));
+  for (uint64_t i = 0; i < 10000; ++i) body += test::xml_single(i, i % 1000);
+  std::string doc = in_device(body + test::xml_single(5, 5));
   EXPECT_TRUE(fails_at(doc, 10003, "<single_mapping> at origin block 5 does not come after"));
 }
 
@@ -404,13 +389,13 @@ TEST(xml_parser, malformed_xml_reports_expats_message_and_line) {
 }
 
 TEST(xml_parser, a_document_without_its_closing_superblock_is_reported_as_truncated) {
-  auto r = fails_at(sb_line + dev1_line + single(1, 1) + "  </device>\n", 5, "truncated");
+  auto r = fails_at(sb_line + dev1_line + test::xml_single(1, 1) + "  </device>\n", 5, "truncated");
   EXPECT_TRUE(r);
   EXPECT_NE(std::string(r.message()).find("<superblock> was not closed"), std::string::npos) << r.message();
 }
 
 TEST(xml_parser, a_document_cut_inside_a_device_names_the_open_elements) {
-  auto r = fails_at(sb_line + dev1_line + single(1, 1), 4, "truncated");
+  auto r = fails_at(sb_line + dev1_line + test::xml_single(1, 1), 4, "truncated");
   EXPECT_TRUE(r);
   EXPECT_NE(std::string(r.message()).find("<device>, <superblock> were not closed"), std::string::npos)
       << r.message();
@@ -529,10 +514,10 @@ TEST(xml_parser, out_of_range_values_are_rejected) {
 }
 
 TEST(xml_parser, a_mapping_time_above_24_bits_is_rejected) {
-  EXPECT_TRUE(fails_at(in_device(single(1, 1, 16777216)), 3,
+  EXPECT_TRUE(fails_at(in_device(test::xml_single(1, 1, 16777216)), 3,
                        "<single_mapping> attribute time=\"16777216\" is out of range (at most 16777215, a mapping "
                        "stores 24 bits of time)"));
-  EXPECT_TRUE(fails_at(in_device(single(0, 0) + range(1, 1, 2, 1u << 30)), 4,
+  EXPECT_TRUE(fails_at(in_device(test::xml_single(0, 0) + test::xml_range(1, 1, 2, 1u << 30)), 4,
                        "<range_mapping> attribute time=\"1073741824\" is out of range"));
 }
 
@@ -553,8 +538,8 @@ TEST(xml_parser, an_invalid_data_block_size_is_rejected) {
 TEST(xml_parser, anything_before_the_superblock_is_rejected) {
   EXPECT_TRUE(fails_at("<?xml version=\"1.0\"?>\n" + dev1_line + "  </device>\n", 2,
                        "<device> before <superblock>: the document must start with <superblock>"));
-  EXPECT_TRUE(fails_at(single(1, 1), 1, "<single_mapping> before <superblock>"));
-  EXPECT_TRUE(fails_at(range(1, 1, 2), 1, "<range_mapping> before <superblock>"));
+  EXPECT_TRUE(fails_at(test::xml_single(1, 1), 1, "<single_mapping> before <superblock>"));
+  EXPECT_TRUE(fails_at(test::xml_range(1, 1, 2), 1, "<range_mapping> before <superblock>"));
   EXPECT_TRUE(fails_at("<def name=\"a\"/>", 1, "<def> before <superblock>"));
   EXPECT_TRUE(fails_at("\n<ref name=\"a\"/>", 2, "<ref> before <superblock>"));
 }
@@ -567,9 +552,9 @@ TEST(xml_parser, a_second_superblock_is_rejected) {
 }
 
 TEST(xml_parser, a_mapping_outside_a_device_or_def_is_rejected) {
-  EXPECT_TRUE(fails_at(sb_line + single(1, 1) + "</superblock>\n", 2,
+  EXPECT_TRUE(fails_at(sb_line + test::xml_single(1, 1) + "</superblock>\n", 2,
                        "<single_mapping> outside a <device> or <def>"));
-  EXPECT_TRUE(fails_at(sb_line + dev1_line + "  </device>\n" + range(1, 1, 4) + "</superblock>\n", 4,
+  EXPECT_TRUE(fails_at(sb_line + dev1_line + "  </device>\n" + test::xml_range(1, 1, 4) + "</superblock>\n", 4,
                        "<range_mapping> outside a <device> or <def>"));
 }
 
@@ -587,94 +572,94 @@ TEST(xml_parser, a_def_inside_a_device_or_another_def_is_rejected) {
 }
 
 TEST(xml_parser, a_ref_outside_a_device_is_rejected) {
-  std::string def = "  <def name=\"a\">\n" + single(1, 1) + "  </def>\n";
+  std::string def = "  <def name=\"a\">\n" + test::xml_single(1, 1) + "  </def>\n";
   EXPECT_TRUE(fails_at(sb_line + def + "  <ref name=\"a\"/>\n</superblock>\n", 5, "<ref> outside a <device>"));
   EXPECT_TRUE(fails_at(sb_line + def + "  <def name=\"b\">\n    <ref name=\"a\"/>\n", 6, "<ref> inside <def>"));
 }
 
 TEST(xml_parser, an_element_inside_a_mapping_or_ref_is_rejected) {
   EXPECT_TRUE(fails_at(in_device("    <single_mapping origin_block=\"1\" data_block=\"1\" time=\"0\">\n" +
-                                 single(2, 2) + "    </single_mapping>\n"),
+                                 test::xml_single(2, 2) + "    </single_mapping>\n"),
                        4, "<single_mapping> inside <single_mapping>: <single_mapping> must be empty"));
-  std::string def = "  <def name=\"a\">\n" + single(1, 1) + "  </def>\n";
-  EXPECT_TRUE(fails_at(sb_line + def + dev1_line + "    <ref name=\"a\">" + single(5, 5), 6,
+  std::string def = "  <def name=\"a\">\n" + test::xml_single(1, 1) + "  </def>\n";
+  EXPECT_TRUE(fails_at(sb_line + def + dev1_line + "    <ref name=\"a\">" + test::xml_single(5, 5), 6,
                        "<single_mapping> inside <ref>"));
 }
 
 TEST(xml_parser, a_duplicate_dev_id_is_rejected) {
-  std::string doc = sb_line + dev1_line + single(1, 1) + "  </device>\n" + dev1_line + "  </device>\n</superblock>\n";
+  std::string doc = sb_line + dev1_line + test::xml_single(1, 1) + "  </device>\n" + dev1_line + "  </device>\n</superblock>\n";
   EXPECT_TRUE(fails_at(doc, 5, "duplicate <device dev_id=\"1\">"));
 }
 
 TEST(xml_parser, a_duplicate_origin_block_is_rejected) {
-  EXPECT_TRUE(fails_at(in_device(single(5, 1) + single(5, 2)), 4,
+  EXPECT_TRUE(fails_at(in_device(test::xml_single(5, 1) + test::xml_single(5, 2)), 4,
                        "<single_mapping> at origin block 5 does not come after the previous mapping of device 1 "
                        "(ending at origin block 5)"));
 }
 
 TEST(xml_parser, decreasing_origin_blocks_are_rejected) {
-  EXPECT_TRUE(fails_at(in_device(single(0, 0) + single(9, 1) + single(3, 2)), 5,
+  EXPECT_TRUE(fails_at(in_device(test::xml_single(0, 0) + test::xml_single(9, 1) + test::xml_single(3, 2)), 5,
                        "<single_mapping> at origin block 3 does not come after"));
 }
 
 TEST(xml_parser, overlapping_ranges_are_rejected) {
-  EXPECT_TRUE(fails_at(in_device(range(0, 0, 10) + single(9, 20)), 4,
+  EXPECT_TRUE(fails_at(in_device(test::xml_range(0, 0, 10) + test::xml_single(9, 20)), 4,
                        "at origin block 9 does not come after the previous mapping of device 1 (ending at origin "
                        "block 9)"));
-  EXPECT_TRUE(fails_at(in_device(single(0, 0) + range(20, 20, 5) + range(24, 40, 2)), 5,
+  EXPECT_TRUE(fails_at(in_device(test::xml_single(0, 0) + test::xml_range(20, 20, 5) + test::xml_range(24, 40, 2)), 5,
                        "<range_mapping> at origin block 24 does not come after"));
 }
 
 TEST(xml_parser, mapping_order_restarts_with_each_device) {
-  std::string doc = sb_line + dev1_line + single(5, 1) + "  </device>\n" + replace_all(dev1_line, "\"1\"", "\"2\"") +
-                    single(0, 2) + "  </device>\n</superblock>\n";
+  std::string doc = sb_line + dev1_line + test::xml_single(5, 1) + "  </device>\n" + replace_all(dev1_line, "\"1\"", "\"2\"") +
+                    test::xml_single(0, 2) + "  </device>\n</superblock>\n";
   EXPECT_EQ(events_of(doc).size(), 8u);
 }
 
 TEST(xml_parser, mappings_inside_a_def_must_increase_too) {
-  EXPECT_TRUE(fails_at(sb_line + "  <def name=\"x\">\n" + range(4, 4, 4) + single(6, 9), 4,
+  EXPECT_TRUE(fails_at(sb_line + "  <def name=\"x\">\n" + test::xml_range(4, 4, 4) + test::xml_single(6, 9), 4,
                        "does not come after the previous mapping of def \"x\""));
 }
 
 TEST(xml_parser, a_zero_length_range_is_rejected) {
-  EXPECT_TRUE(fails_at(in_device(single(0, 0) + range(1, 1, 0)), 4, "<range_mapping> with length 0"));
+  EXPECT_TRUE(fails_at(in_device(test::xml_single(0, 0) + test::xml_range(1, 1, 0)), 4, "<range_mapping> with length 0"));
 }
 
 TEST(xml_parser, a_range_running_past_the_largest_block_number_is_rejected) {
-  EXPECT_TRUE(fails_at(in_device(range(18446744073709551615u, 1, 2)), 3,
+  EXPECT_TRUE(fails_at(in_device(test::xml_range(18446744073709551615u, 1, 2)), 3,
                        "<range_mapping> origin blocks 18446744073709551615 + 2 run past the largest block number"));
   thin::xml_parse_options o;
   o.overrides.nr_data_blocks = 18446744073709551615u;
-  EXPECT_TRUE(fails_at(in_device(range(1, 18446744073709551614u, 3)), 3,
+  EXPECT_TRUE(fails_at(in_device(test::xml_range(1, 18446744073709551614u, 3)), 3,
                        "<range_mapping> data blocks 18446744073709551614 + 3 run past the largest block number", o));
 }
 
 TEST(xml_parser, a_data_block_beyond_nr_data_blocks_is_rejected) {
-  EXPECT_EQ(events_of(in_device(single(0, 999) + range(1, 995, 5))).size(), 6u);
-  EXPECT_TRUE(fails_at(in_device(single(0, 1000)), 3,
+  EXPECT_EQ(events_of(in_device(test::xml_single(0, 999) + test::xml_range(1, 995, 5))).size(), 6u);
+  EXPECT_TRUE(fails_at(in_device(test::xml_single(0, 1000)), 3,
                        "<single_mapping> maps data block 1000, beyond the data device: nr_data_blocks is 1000"));
-  EXPECT_TRUE(fails_at(in_device(single(0, 0) + range(1, 995, 6)), 4,
+  EXPECT_TRUE(fails_at(in_device(test::xml_single(0, 0) + test::xml_range(1, 995, 6)), 4,
                        "<range_mapping> maps data block 1000, beyond the data device"));
 }
 
 TEST(xml_parser, data_blocks_are_checked_against_the_overridden_nr_data_blocks) {
   thin::xml_parse_options grow;
   grow.overrides.nr_data_blocks = 2000;
-  EXPECT_EQ(events_of(in_device(single(0, 1500)), grow).size(), 5u);
+  EXPECT_EQ(events_of(in_device(test::xml_single(0, 1500)), grow).size(), 5u);
   thin::xml_parse_options shrink;
   shrink.overrides.nr_data_blocks = 10;
-  EXPECT_TRUE(fails_at(in_device(single(0, 5) + single(1, 10)), 4, "nr_data_blocks is 10 (overridden)", shrink));
+  EXPECT_TRUE(fails_at(in_device(test::xml_single(0, 5) + test::xml_single(1, 10)), 4, "nr_data_blocks is 10 (overridden)", shrink));
 }
 
 TEST(xml_parser, a_data_block_too_large_for_a_mapping_is_rejected) {
   thin::xml_parse_options o;
   o.overrides.nr_data_blocks = 1ull << 50;
-  EXPECT_TRUE(fails_at(in_device(single(0, 1ull << 40)), 3,
+  EXPECT_TRUE(fails_at(in_device(test::xml_single(0, 1ull << 40)), 3,
                        "maps data block 1099511627776, above the largest a mapping can hold (1099511627775)", o));
 }
 
 TEST(xml_parser, a_duplicate_def_name_is_rejected) {
-  std::string def = "  <def name=\"a\">\n" + single(1, 1) + "  </def>\n";
+  std::string def = "  <def name=\"a\">\n" + test::xml_single(1, 1) + "  </def>\n";
   EXPECT_TRUE(fails_at(sb_line + def + def + "</superblock>\n", 5, "duplicate <def name=\"a\">"));
   EXPECT_TRUE(fails_at(sb_line + "  <def name=\"\">\n", 2, "<def> has an empty name"));
 }
@@ -689,8 +674,8 @@ TEST(xml_parser, a_ref_to_an_unknown_def_is_rejected) {
 }
 
 TEST(xml_parser, a_ref_overlapping_the_previous_mapping_is_rejected) {
-  std::string def = "  <def name=\"a\">\n" + range(10, 100, 5) + single(20, 200) + "  </def>\n";
-  EXPECT_TRUE(fails_at(sb_line + def + dev1_line + single(10, 1) + "    <ref name=\"a\"/>\n", 8,
+  std::string def = "  <def name=\"a\">\n" + test::xml_range(10, 100, 5) + test::xml_single(20, 200) + "  </def>\n";
+  EXPECT_TRUE(fails_at(sb_line + def + dev1_line + test::xml_single(10, 1) + "    <ref name=\"a\"/>\n", 8,
                        "<ref name=\"a\"/> maps origin blocks 10..20, which do not come after the previous mapping of "
                        "device 1 (ending at origin block 10)"));
   EXPECT_TRUE(fails_at(sb_line + def + dev1_line + "    <ref name=\"a\"/>\n    <ref name=\"a\"/>\n", 8,
@@ -698,8 +683,8 @@ TEST(xml_parser, a_ref_overlapping_the_previous_mapping_is_rejected) {
 }
 
 TEST(xml_parser, a_mapping_overlapping_a_previous_ref_is_rejected) {
-  std::string def = "  <def name=\"a\">\n" + range(10, 100, 5) + single(20, 200) + "  </def>\n";
-  EXPECT_TRUE(fails_at(sb_line + def + dev1_line + "    <ref name=\"a\"/>\n" + single(15, 1), 8,
+  std::string def = "  <def name=\"a\">\n" + test::xml_range(10, 100, 5) + test::xml_single(20, 200) + "  </def>\n";
+  EXPECT_TRUE(fails_at(sb_line + def + dev1_line + "    <ref name=\"a\"/>\n" + test::xml_single(15, 1), 8,
                        "at origin block 15 does not come after the previous mapping of device 1 (ending at origin "
                        "block 20)"));
 }
@@ -720,7 +705,7 @@ class failing_emitter : public recording_emitter {
 };
 
 TEST(xml_parser, an_emitter_failure_becomes_an_xml_error_at_the_current_line) {
-  std::istringstream in(in_device(single(0, 0) + single(1, 1) + single(2, 2)));
+  std::istringstream in(in_device(test::xml_single(0, 0) + test::xml_single(1, 1) + test::xml_single(2, 2)));
   failing_emitter e(2);
   try {
     thin::parse_xml(in, e);
@@ -739,7 +724,7 @@ TEST(xml_parser, an_emitter_failure_becomes_an_xml_error_at_the_current_line) {
 }
 
 TEST(xml_parser, an_end_superblock_failure_names_the_closing_line) {
-  std::istringstream in(in_device(single(0, 0)) + "\n<!-- end -->\n");
+  std::istringstream in(in_device(test::xml_single(0, 0)) + "\n<!-- end -->\n");
   failing_emitter e(100);
   try {
     thin::parse_xml(in, e);
@@ -835,9 +820,9 @@ TEST(xml_parser, an_unreadable_stream_is_a_read_error) {
 }
 
 TEST(xml_parser, a_stream_with_exceptions_enabled_still_reads_to_its_end) {
-  std::istringstream in(in_device(single(1, 1)));
+  std::istringstream in(in_device(test::xml_single(1, 1)));
   in.exceptions(std::ios::failbit | std::ios::badbit | std::ios::eofbit);
-  EXPECT_EQ(events_of(in_device(single(1, 1))).size(), 5u);
+  EXPECT_EQ(events_of(in_device(test::xml_single(1, 1))).size(), 5u);
   recording_emitter e;
   thin::parse_xml(in, e);
   EXPECT_EQ(e.events.size(), 5u);
@@ -850,14 +835,14 @@ TEST(xml_parser, a_stream_with_exceptions_enabled_still_reads_to_its_end) {
 namespace {
 
 TEST(xml_parser, a_mapping_line_inside_a_comment_is_not_a_mapping) {
-  std::string doc = in_device("    <!-- a comment\n" + single(1, 1) + range(2, 2, 3) + "    -->\n" + single(9, 9));
+  std::string doc = in_device("    <!-- a comment\n" + test::xml_single(1, 1) + test::xml_range(2, 2, 3) + "    -->\n" + test::xml_single(9, 9));
   auto ev = events_of(doc);
   ASSERT_EQ(ev.size(), 5u);
   EXPECT_EQ(ev[2], "single 9 9 time=0");
 }
 
 TEST(xml_parser, mapping_lines_with_crlf_entities_or_other_quoting_parse_like_plain_ones) {
-  std::string plain = in_device(single(1, 1, 0) + range(5, 7, 3, 1));
+  std::string plain = in_device(test::xml_single(1, 1, 0) + test::xml_range(5, 7, 3, 1));
   std::string crlf = replace_all(plain, "\n", "\r\n");
   std::string entity = replace_all(plain, "origin_block=\"1\"", "origin_block=\"&#49;\"");
   std::string quotes = replace_all(plain, "data_begin=\"7\"", "data_begin='7'");
@@ -868,16 +853,16 @@ TEST(xml_parser, mapping_lines_with_crlf_entities_or_other_quoting_parse_like_pl
 
 TEST(xml_parser, line_numbers_stay_right_after_long_runs_of_mapping_lines) {
   std::string body;
-  for (uint64_t i = 0; i < 3000; i++) body += (i % 2) ? single(i, i % 900) : range(i, i % 900, 1);
+  for (uint64_t i = 0; i < 3000; i++) body += (i % 2) ? test::xml_single(i, i % 900) : test::xml_range(i, i % 900, 1);
   // An error expat finds (line 3003), and one the mapping checks find (3003).
   EXPECT_TRUE(fails_at(sb_line + dev1_line + body + "    <bogus/>\n", 3003, "unknown element <bogus>"));
-  EXPECT_TRUE(fails_at(sb_line + dev1_line + body + single(10, 1), 3003, "does not come after"));
+  EXPECT_TRUE(fails_at(sb_line + dev1_line + body + test::xml_single(10, 1), 3003, "does not come after"));
   // A comment in the middle does not disturb the count.
-  EXPECT_TRUE(fails_at(sb_line + dev1_line + "<!-- x -->\n" + body + single(10, 1), 3004, "does not come after"));
+  EXPECT_TRUE(fails_at(sb_line + dev1_line + "<!-- x -->\n" + body + test::xml_single(10, 1), 3004, "does not come after"));
 }
 
 TEST(xml_parser, a_mapping_line_outside_a_device_still_fails_with_its_message) {
-  EXPECT_TRUE(fails_at(sb_line + single(1, 1), 2, "<single_mapping> outside a <device> or <def>"));
+  EXPECT_TRUE(fails_at(sb_line + test::xml_single(1, 1), 2, "<single_mapping> outside a <device> or <def>"));
 }
 
 }  // namespace

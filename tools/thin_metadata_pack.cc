@@ -12,7 +12,6 @@
 
 #include <fmt/format.h>
 
-#include "cli.h"
 #include "commands.h"
 #include "pack_support.h"
 #include "thin/pack/pack.h"
@@ -20,37 +19,17 @@
 
 namespace tools {
 
-namespace {
-
-const char *pack_usage =
-    "Usage: thin_metadata_pack [options]\n"
-    "Options:\n"
-    "  {-h|--help}\n"
-    "  {-i|--input} <metadata device or file>\n"
-    "  {-o|--output} <pack file>\n"
-    "  {-f|--force}  overwrite an output that holds metadata\n"
-    "  {-V|--version}\n";
-
-}  // namespace
-
 int thin_metadata_pack_main(std::vector<std::string> args) {
-  bool force = false;
-  std::string input, output;
-  cli::command cmd("thin_metadata_pack", pack_usage);
-  cmd.flag("-f,--force", force);
-  cmd.option("-i,--input", input);
-  cmd.option("-o,--output", output);
-  if (auto rc = cmd.parse(args)) return *rc;
-  if (input.empty()) return cmd.fail("no input file provided (-i DEVICE)");
-  if (output.empty()) return cmd.fail("no output file provided (-o FILE)");
+  pack_command p("thin_metadata_pack", "metadata device or file", "pack file", "DEVICE", "FILE");
+  if (auto rc = p.parse(std::move(args))) return *rc;
+  const std::string &input = p.input, &output = p.output;
 
-  return cmd.run(input, [&] {
-    if (same_file(input, output)) throw usage_error(fmt::format("{}: input and output are the same file", output));
+  return p.cmd.run(input, [&] {
+    p.refuse_same_file();
     auto io = open_metadata(input, {false, true});
     if (looks_like_xml(*io))
       throw usage_error(fmt::format("{}: this looks like XML; thin_metadata_pack reads binary metadata", input));
-    if (!force && holds_metadata(output))
-      throw usage_error(fmt::format("{}: holds thin-pool metadata; not overwritten (use -f to overwrite)", output));
+    p.refuse_to_overwrite_metadata();
 
     std::ofstream out(output, std::ios::binary | std::ios::trunc);
     if (!out) throw usage_error(fmt::format("{}: cannot open: {}", output, std::strerror(errno)));

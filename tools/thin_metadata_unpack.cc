@@ -13,7 +13,6 @@
 
 #include <fmt/format.h>
 
-#include "cli.h"
 #include "commands.h"
 #include "pack_support.h"
 #include "thin/pack/pack.h"
@@ -22,15 +21,6 @@
 namespace tools {
 
 namespace {
-
-const char *unpack_usage =
-    "Usage: thin_metadata_unpack [options]\n"
-    "Options:\n"
-    "  {-h|--help}\n"
-    "  {-i|--input} <pack file>\n"
-    "  {-o|--output} <metadata device or file>\n"
-    "  {-f|--force}  overwrite an output that holds metadata\n"
-    "  {-V|--version}\n";
 
 // A block device as it is (it must be big enough); a file created or
 // truncated and sized to the pack's metadata, so blocks not in the pack read
@@ -60,18 +50,12 @@ std::unique_ptr<pdata::block_io> open_output(const std::string &path, uint64_t n
 }  // namespace
 
 int thin_metadata_unpack_main(std::vector<std::string> args) {
-  bool force = false;
-  std::string input, output;
-  cli::command cmd("thin_metadata_unpack", unpack_usage);
-  cmd.flag("-f,--force", force);
-  cmd.option("-i,--input", input);
-  cmd.option("-o,--output", output);
-  if (auto rc = cmd.parse(args)) return *rc;
-  if (input.empty()) return cmd.fail("no input file provided (-i FILE)");
-  if (output.empty()) return cmd.fail("no output file provided (-o DEVICE)");
+  pack_command p("thin_metadata_unpack", "pack file", "metadata device or file", "FILE", "DEVICE");
+  if (auto rc = p.parse(std::move(args))) return *rc;
+  const std::string &input = p.input, &output = p.output;
 
-  return cmd.run(output, [&] {
-    if (same_file(input, output)) throw usage_error(fmt::format("{}: input and output are the same file", output));
+  return p.cmd.run(output, [&] {
+    p.refuse_same_file();
     struct stat st;
     if (::stat(input.c_str(), &st) != 0) throw usage_error(fmt::format("{}: {}", input, std::strerror(errno)));
     if (!S_ISREG(st.st_mode)) throw usage_error(fmt::format("{}: not a regular file", input));
@@ -83,8 +67,7 @@ int thin_metadata_unpack_main(std::vector<std::string> args) {
     } catch (const thin::pack::pack_error &e) {
       throw usage_error(fmt::format("{}: {}", input, e.what()));
     }
-    if (!force && holds_metadata(output))
-      throw usage_error(fmt::format("{}: holds thin-pool metadata; not overwritten (use -f to overwrite)", output));
+    p.refuse_to_overwrite_metadata();
 
     auto io = open_output(output, nr_blocks);
     try {

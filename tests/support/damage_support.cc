@@ -1,191 +1,33 @@
-// Helpers for the thin_check damage tests (tests/check_*_test.cc).
-//
-// They load a kernel-written fixture, learn what every metadata block is (by
-// walking the trees and space maps from the superblock, and by the block
-// validators), build damaged copies of single blocks, run the checker
-// in-process over a memory_block_io and judge its verdict against what the
-// damage must produce. A watchdog bounds each test's run time.
-//
-// Header-only: the test binary is built from tests/*_test.cc and
-// test_support.cc, so this has no translation unit of its own.
-#pragma once
+// The damage tests' helpers (see damage_support.h).
+#include "support/damage_support.h"
 
-#include <chrono>
-#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <functional>
-#include <map>
-#include <mutex>
-#include <optional>
-#include <set>
-#include <string>
-#include <thread>
 #include <typeinfo>
-#include <vector>
 
 #include <fmt/format.h>
 
 #include "persistent-data/block_cache.h"
-#include "persistent-data/block_io.h"
 #include "persistent-data/btree_node.h"
-#include "persistent-data/checksum.h"
 #include "persistent-data/endian.h"
 #include "persistent-data/space_map_disk.h"
-#include "persistent-data/space_map_reader.h"
-#include "test_support.h"
-#include "thin/check/check.h"
 #include "thin/dump/dump.h"
-#include "thin/ir/emitter.h"
-#include "thin/format/superblock.h"
 #include "thin/format/superblock_disk.h"
+#include "thin/ir/emitter.h"
 #include "thin/ir/text_sink.h"
 
 namespace dmg {
 
-using pdata::block_address;
-constexpr std::size_t bsize = pdata::block_size;
+namespace {
 
-//------------------------------------------------------------------ images
-
-// A whole metadata image in memory.
-struct image {
-  std::string name;
-  std::vector<unsigned char> bytes;
-
-  block_address nr_blocks() const { return bytes.size() / bsize; }
-  const unsigned char *block(block_address b) const { return bytes.data() + b * bsize; }
-  unsigned char *block(block_address b) { return bytes.data() + b * bsize; }
-  std::vector<unsigned char> copy_block(block_address b) const { return {block(b), block(b) + bsize}; }
-};
-
-inline image load_fixture(const std::string &scenario) {
-  return {scenario, test::read_binary(test::fixture_image(scenario))};
-}
-
-//------------------------------------------------------------------ layout
-
-// What a block is, from where it is reached.
-enum class role {
-  superblock,
-  snapshot_superblock,  // the metadata snapshot's copy (held_root)
-  details_internal,
-  details_leaf,
-  top_internal,     // mapping tree, top level (dev id -> subtree root)
-  top_leaf,
-  bottom_internal,  // mapping tree, one device's level (block -> block_time)
-  bottom_leaf,
-  data_index_internal,  // the data space map's index btree
-  data_index_leaf,
-  overflow_internal,  // a space map's reference count (overflow) tree
-  overflow_leaf,
-  metadata_index,  // the metadata space map's index block
-  metadata_bitmap,
-  data_bitmap,
-};
-
-inline const char *to_string(role r) {
-  switch (r) {
-    case role::superblock: return "superblock";
-    case role::snapshot_superblock: return "snapshot superblock";
-    case role::details_internal: return "details internal node";
-    case role::details_leaf: return "details leaf";
-    case role::top_internal: return "top-level internal node";
-    case role::top_leaf: return "top-level leaf";
-    case role::bottom_internal: return "mapping internal node";
-    case role::bottom_leaf: return "mapping leaf";
-    case role::data_index_internal: return "data index internal node";
-    case role::data_index_leaf: return "data index leaf";
-    case role::overflow_internal: return "ref count tree internal node";
-    case role::overflow_leaf: return "ref count tree leaf";
-    case role::metadata_index: return "metadata index block";
-    case role::metadata_bitmap: return "metadata bitmap";
-    case role::data_bitmap: return "data bitmap";
-  }
-  return "?";
-}
-
-inline bool is_node(role r) {
-  return r != role::superblock && r != role::snapshot_superblock && r != role::metadata_index &&
-         r != role::metadata_bitmap && r != role::data_bitmap;
-}
-inline bool is_internal(role r) {
-  return r == role::details_internal || r == role::top_internal || r == role::bottom_internal ||
-         r == role::data_index_internal || r == role::overflow_internal;
-}
-
-// The block types the validators recognise.
-enum class block_type { superblock, btree_node, bitmap, index_block, unknown };
-
-inline const char *to_string(block_type t) {
-  switch (t) {
-    case block_type::superblock: return "superblock";
-    case block_type::btree_node: return "btree node";
-    case block_type::bitmap: return "bitmap";
-    case block_type::index_block: return "index block";
-    case block_type::unknown: return "unknown";
-  }
-  return "?";
-}
-
-inline block_type expected_type(role r) {
-  if (r == role::superblock || r == role::snapshot_superblock) return block_type::superblock;
-  if (r == role::metadata_index) return block_type::index_block;
-  if (r == role::metadata_bitmap || r == role::data_bitmap) return block_type::bitmap;
-  return block_type::btree_node;
-}
-
-// Identifies a block by trying the validators (checksum salt + self blocknr).
-inline block_type identify(const unsigned char *blk, block_address loc) {
-  if (pdata::load_le64(blk + 8) != loc) return block_type::unknown;
-  if (pdata::checksum_ok(blk, pdata::checksum_salt::superblock) &&
-      pdata::load_le64(blk + 32) == thin::superblock_magic)
-    return block_type::superblock;
-  if (!pdata::kernel_node_check(blk, loc)) return block_type::btree_node;
-  if (pdata::checksum_ok(blk, pdata::checksum_salt::bitmap)) return block_type::bitmap;
-  if (pdata::checksum_ok(blk, pdata::checksum_salt::index_block)) return block_type::index_block;
-  return block_type::unknown;
-}
-
-inline pdata::checksum_salt salt_of(role r) {
-  switch (expected_type(r)) {
-    case block_type::superblock: return pdata::checksum_salt::superblock;
-    case block_type::bitmap: return pdata::checksum_salt::bitmap;
-    case block_type::index_block: return pdata::checksum_salt::index_block;
-    default: return pdata::checksum_salt::btree_node;
-  }
-}
-
-struct bitmap_place {
-  bool data = false;     // data space map (else metadata)
-  uint64_t index = 0;    // bitmap number
-};
-
-// Everything the tests need to know about a clean fixture.
-struct layout {
-  thin::superblock sb;
-  block_address nr_blocks = 0;         // of the metadata device
-  uint64_t nr_data_blocks = 0;
-  uint64_t nr_metadata_sm_blocks = 0;  // the metadata space map's nr_blocks
-  std::map<block_address, role> roles;  // every block reachable from block 0
-  std::map<block_address, pdata::key_range> ranges;  // btree nodes: the keys their parent allows
-  std::set<block_address> used;         // non-zero count in the metadata space map
-  pdata::ref_counts meta_counts, data_counts;
-  std::vector<block_address> metadata_bitmaps, data_bitmaps;  // by bitmap number
-  std::map<block_address, bitmap_place> bitmaps;
-  std::vector<std::pair<uint64_t, block_address>> devices;  // live: dev id -> subtree root
-  uint32_t max_mapping_time = 0;
-  std::vector<std::string> problems;  // anything odd found while reading (none for a clean fixture)
-};
-
-namespace detail {
-
-inline void walk_nodes(const image &img, layout &L, block_address root, role internal_role, role leaf_role,
-                       const std::function<void(const pdata::btree_node_view &)> &on_leaf, unsigned depth = 0,
-                       pdata::key_range range = {}) {
+// Walks a tree from `root`, giving each node its role and key range in L;
+// problems go to L.problems.
+void walk_nodes(const image &img, layout &L, block_address root, role internal_role, role leaf_role,
+                const std::function<void(const pdata::btree_node_view &)> &on_leaf, unsigned depth = 0,
+                pdata::key_range range = {}) {
   if (root >= img.nr_blocks() || depth > 32) {
     L.problems.push_back(fmt::format("node pointer {} out of range or too deep", root));
     return;
@@ -213,18 +55,85 @@ inline void walk_nodes(const image &img, layout &L, block_address root, role int
   }
 }
 
-class problem_list : public pdata::space_map_problem_visitor {
- public:
-  explicit problem_list(std::vector<std::string> &out) : out_(out) {}
-  void problem(const pdata::space_map_problem &p) override { out_.push_back(p.what); }
+}  // namespace
 
- private:
-  std::vector<std::string> &out_;
-};
+//------------------------------------------------------------------ images
 
-}  // namespace detail
+image load_fixture(const std::string &scenario) {
+  return {scenario, test::read_binary(test::fixture_image(scenario))};
+}
 
-inline layout analyse(const image &img) {
+//------------------------------------------------------------------ layout
+
+const char *to_string(role r) {
+  switch (r) {
+    case role::superblock: return "superblock";
+    case role::snapshot_superblock: return "snapshot superblock";
+    case role::details_internal: return "details internal node";
+    case role::details_leaf: return "details leaf";
+    case role::top_internal: return "top-level internal node";
+    case role::top_leaf: return "top-level leaf";
+    case role::bottom_internal: return "mapping internal node";
+    case role::bottom_leaf: return "mapping leaf";
+    case role::data_index_internal: return "data index internal node";
+    case role::data_index_leaf: return "data index leaf";
+    case role::overflow_internal: return "ref count tree internal node";
+    case role::overflow_leaf: return "ref count tree leaf";
+    case role::metadata_index: return "metadata index block";
+    case role::metadata_bitmap: return "metadata bitmap";
+    case role::data_bitmap: return "data bitmap";
+  }
+  return "?";
+}
+
+bool is_node(role r) {
+  return r != role::superblock && r != role::snapshot_superblock && r != role::metadata_index &&
+         r != role::metadata_bitmap && r != role::data_bitmap;
+}
+bool is_internal(role r) {
+  return r == role::details_internal || r == role::top_internal || r == role::bottom_internal ||
+         r == role::data_index_internal || r == role::overflow_internal;
+}
+
+const char *to_string(block_type t) {
+  switch (t) {
+    case block_type::superblock: return "superblock";
+    case block_type::btree_node: return "btree node";
+    case block_type::bitmap: return "bitmap";
+    case block_type::index_block: return "index block";
+    case block_type::unknown: return "unknown";
+  }
+  return "?";
+}
+
+block_type expected_type(role r) {
+  if (r == role::superblock || r == role::snapshot_superblock) return block_type::superblock;
+  if (r == role::metadata_index) return block_type::index_block;
+  if (r == role::metadata_bitmap || r == role::data_bitmap) return block_type::bitmap;
+  return block_type::btree_node;
+}
+
+block_type identify(const unsigned char *blk, block_address loc) {
+  if (pdata::load_le64(blk + 8) != loc) return block_type::unknown;
+  if (pdata::checksum_ok(blk, pdata::checksum_salt::superblock) &&
+      pdata::load_le64(blk + 32) == thin::superblock_magic)
+    return block_type::superblock;
+  if (!pdata::kernel_node_check(blk, loc)) return block_type::btree_node;
+  if (pdata::checksum_ok(blk, pdata::checksum_salt::bitmap)) return block_type::bitmap;
+  if (pdata::checksum_ok(blk, pdata::checksum_salt::index_block)) return block_type::index_block;
+  return block_type::unknown;
+}
+
+pdata::checksum_salt salt_of(role r) {
+  switch (expected_type(r)) {
+    case block_type::superblock: return pdata::checksum_salt::superblock;
+    case block_type::bitmap: return pdata::checksum_salt::bitmap;
+    case block_type::index_block: return pdata::checksum_salt::index_block;
+    default: return pdata::checksum_salt::btree_node;
+  }
+}
+
+layout analyse(const image &img) {
   layout L;
   L.nr_blocks = img.nr_blocks();
   pdata::memory_block_io io(img.bytes);
@@ -232,15 +141,15 @@ inline layout analyse(const image &img) {
   L.roles[0] = role::superblock;
 
   auto trees = [&](const thin::superblock &s, bool live) {
-    detail::walk_nodes(img, L, s.details_root, role::details_internal, role::details_leaf,
+    walk_nodes(img, L, s.details_root, role::details_internal, role::details_leaf,
                        [](const pdata::btree_node_view &) {});
     std::vector<std::pair<uint64_t, block_address>> devs;
-    detail::walk_nodes(img, L, s.mapping_root, role::top_internal, role::top_leaf,
+    walk_nodes(img, L, s.mapping_root, role::top_internal, role::top_leaf,
                        [&](const pdata::btree_node_view &n) {
                          for (uint32_t i = 0; i < n.nr_entries(); i++) devs.emplace_back(n.key(i), n.value64(i));
                        });
     for (auto &[dev, root] : devs)
-      detail::walk_nodes(img, L, root, role::bottom_internal, role::bottom_leaf, [&](const pdata::btree_node_view &n) {
+      walk_nodes(img, L, root, role::bottom_internal, role::bottom_leaf, [&](const pdata::btree_node_view &n) {
         for (uint32_t i = 0; i < n.nr_entries(); i++)
           L.max_mapping_time = std::max(L.max_mapping_time, thin::unpack_time(n.value64(i)));
       });
@@ -266,14 +175,14 @@ inline layout analyse(const image &img) {
     L.roles[b] = role::metadata_bitmap;
     L.bitmaps[b] = {false, i};
   }
-  detail::walk_nodes(img, L, mroot.ref_count_root.get(), role::overflow_internal, role::overflow_leaf,
+  walk_nodes(img, L, mroot.ref_count_root.get(), role::overflow_internal, role::overflow_leaf,
                      [](const pdata::btree_node_view &) {});
 
   // Data space map: index btree, bitmaps, overflow tree.
   const pdata::disk_sm_root droot = L.sb.data_sm_root();
   L.nr_data_blocks = droot.nr_blocks.get();
   std::map<uint64_t, block_address> data_bitmaps;
-  detail::walk_nodes(img, L, droot.bitmap_root.get(), role::data_index_internal, role::data_index_leaf,
+  walk_nodes(img, L, droot.bitmap_root.get(), role::data_index_internal, role::data_index_leaf,
                      [&](const pdata::btree_node_view &n) {
                        for (uint32_t i = 0; i < n.nr_entries(); i++)
                          data_bitmaps[n.key(i)] = pdata::load_le64(n.value_ptr(i));
@@ -283,14 +192,15 @@ inline layout analyse(const image &img) {
     L.roles[b] = role::data_bitmap;
     L.bitmaps[b] = {true, i};
   }
-  detail::walk_nodes(img, L, droot.ref_count_root.get(), role::overflow_internal, role::overflow_leaf,
+  walk_nodes(img, L, droot.ref_count_root.get(), role::overflow_internal, role::overflow_leaf,
                      [](const pdata::btree_node_view &) {});
 
   // The counts, as the space maps hold them.
   pdata::block_cache cache(io);
-  detail::problem_list probs(L.problems);
+  test::space_map_problems probs;
   auto meta = pdata::read_space_map(cache, mroot, pdata::space_map_kind::metadata, probs);
   auto data = pdata::read_space_map(cache, droot, pdata::space_map_kind::data, probs);
+  for (auto &p : probs.all) L.problems.push_back(p.what);
   L.meta_counts = meta.counts;
   L.data_counts = data.counts;
   for (block_address b = 0; b < L.meta_counts.size(); b++)
@@ -298,23 +208,12 @@ inline layout analyse(const image &img) {
   return L;
 }
 
-// Where a block's 2-bit count lives: the bitmap block and the entry in it.
-struct bitmap_entry_ref {
-  block_address bitmap;
-  uint32_t entry;
-};
-inline bitmap_entry_ref locate_count(const layout &L, bool data, block_address b) {
+bitmap_entry_ref locate_count(const layout &L, bool data, block_address b) {
   const auto &bms = data ? L.data_bitmaps : L.metadata_bitmaps;
   return {bms.at(b / pdata::entries_per_bitmap), static_cast<uint32_t>(b % pdata::entries_per_bitmap)};
 }
 
-// A variant of the bitmap block holding block b's count in one space map,
-// with b's 2-bit value set to v and the checksum restamped.
-struct count_edit {
-  block_address bitmap;
-  std::vector<unsigned char> contents;
-};
-inline count_edit with_count_bits(const image &img, const layout &L, bool data, block_address b, uint32_t v) {
+count_edit with_count_bits(const image &img, const layout &L, bool data, block_address b, uint32_t v) {
   auto loc = locate_count(L, data, b);
   count_edit e{loc.bitmap, img.copy_block(loc.bitmap)};
   pdata::bitmap_set(e.contents.data() + sizeof(pdata::bitmap_header_disk), loc.entry, v);
@@ -322,68 +221,65 @@ inline count_edit with_count_bits(const image &img, const layout &L, bool data, 
   return e;
 }
 
+analysed_fixture load_analysed(const std::string &scenario) {
+  analysed_fixture f;
+  f.img = load_fixture(scenario);
+  f.L = analyse(f.img);
+  return f;
+}
+
 //------------------------------------------------------------------ checking
 
-class recording_reporter : public thin::check_reporter {
- public:
-  std::vector<std::string> stages;
-  std::vector<thin::damage> records;
-  void stage(const char *name) override { stages.emplace_back(name); }
-  void info(uint64_t, uint64_t) override {}
-  void visit(const thin::damage &d) override { records.push_back(d); }
-};
+bool check_outcome::fatal() const {
+  for (auto &d : records)
+    if (d.fatal) return true;
+  return false;
+}
 
-struct check_outcome {
-  std::optional<std::string> exception;  // anything that escaped check_metadata
-  thin::check_result result;
-  std::vector<thin::damage> records;
+bool check_outcome::non_fatal() const {
+  for (auto &d : records)
+    if (!d.fatal && !d.hint) return true;
+  return false;
+}
 
-  bool fatal() const {
-    for (auto &d : records)
-      if (d.fatal) return true;
-    return false;
-  }
-  // Non-fatal problems (leaks); stale space-map hints are not problems.
-  bool non_fatal() const {
-    for (auto &d : records)
-      if (!d.fatal && !d.hint) return true;
-    return false;
-  }
-  bool hints() const {
-    for (auto &d : records)
-      if (d.hint) return true;
-    return false;
-  }
-  bool fatal_with_text() const {
-    for (auto &d : records)
-      if (d.fatal && !d.what.empty()) return true;
-    return false;
-  }
-  bool has(thin::problem_id id) const {
-    for (auto &d : records)
-      if (d.id == id) return true;
-    return false;
-  }
-  const thin::damage *first_fatal() const {
-    for (auto &d : records)
-      if (d.fatal) return &d;
-    return nullptr;
-  }
-  std::string describe(std::size_t max = 4) const {
-    if (exception) return "exception escaped: " + *exception;
-    if (records.empty()) return "no damage reported";
-    std::string s;
-    for (std::size_t i = 0; i < records.size() && i < max; i++)
-      s += fmt::format("{}[{} {}] {}", i ? "; " : "", thin::to_string(records[i].id),
-                       thin::to_string(records[i].sev()), records[i].what);
-    if (records.size() > max) s += fmt::format("; ... ({} records)", records.size());
-    return s;
-  }
-};
+bool check_outcome::hints() const {
+  for (auto &d : records)
+    if (d.hint) return true;
+  return false;
+}
 
-inline check_outcome run_check(pdata::block_io &io, const thin::check_options &opts = {}) {
+bool check_outcome::fatal_with_text() const {
+  for (auto &d : records)
+    if (d.fatal && !d.what.empty()) return true;
+  return false;
+}
+
+bool check_outcome::has(thin::problem_id id) const {
+  for (auto &d : records)
+    if (d.id == id) return true;
+  return false;
+}
+
+const thin::damage *check_outcome::first_fatal() const {
+  for (auto &d : records)
+    if (d.fatal) return &d;
+  return nullptr;
+}
+
+std::string check_outcome::describe(std::size_t max) const {
+  if (exception) return "exception escaped: " + *exception;
+  if (records.empty()) return "no damage reported";
+  std::string s;
+  for (std::size_t i = 0; i < records.size() && i < max; i++)
+    s += fmt::format("{}[{} {}] {}", i ? "; " : "", thin::to_string(records[i].id),
+                     thin::to_string(records[i].sev()), records[i].what);
+  if (records.size() > max) s += fmt::format("; ... ({} records)", records.size());
+  return s;
+}
+
+check_outcome run_check(pdata::block_io &io, const thin::check_options &opts) {
   check_outcome o;
-  recording_reporter r;
+  test::recording_reporter r;
   try {
     o.result = thin::check_metadata(io, opts, r);
   } catch (const std::exception &e) {
@@ -395,11 +291,7 @@ inline check_outcome run_check(pdata::block_io &io, const thin::check_options &o
   return o;
 }
 
-// The meaning of metadata: what thin_dump prints (live, and the metadata
-// snapshot when one is held) plus every reference count as the kernel would
-// read it from the space maps. Two images that mean the same produce the
-// same string.
-inline std::string meaning_of(pdata::block_io &io) {
+std::string meaning_of(pdata::block_io &io) {
   std::string out;
   auto dump = [&](bool snap) {
     thin::string_sink s;
@@ -422,8 +314,7 @@ inline std::string meaning_of(pdata::block_io &io) {
   }
   if (sb.held_root) out += "\nmetadata snapshot:\n" + dump(true);
   pdata::block_cache cache(io);
-  std::vector<std::string> probs;
-  detail::problem_list pl(probs);
+  test::space_map_problems pl;
   for (bool data : {false, true}) {
     auto sm = pdata::read_space_map(cache, data ? sb.data_sm_root() : sb.metadata_sm_root(),
                                     data ? pdata::space_map_kind::data : pdata::space_map_kind::metadata, pl);
@@ -439,16 +330,7 @@ inline std::string meaning_of(pdata::block_io &io) {
 
 //------------------------------------------------------------------ variants
 
-// What the checker must conclude about a damaged image.
-enum class expect {
-  fatal,                  // at least one fatal damage record
-  fatal_or_same_meaning,  // fatal, or the damaged metadata means exactly what the original meant
-  leak,                   // non-fatal records only (at least one): the metadata still means the same
-  reported,               // at least one record, fatal or not
-  not_fatal,              // no fatal record (a harmless change or a hint)
-};
-
-inline const char *to_string(expect e) {
+const char *to_string(expect e) {
   switch (e) {
     case expect::fatal: return "fatal";
     case expect::fatal_or_same_meaning: return "fatal or same meaning";
@@ -459,29 +341,15 @@ inline const char *to_string(expect e) {
   return "?";
 }
 
-// One damaged copy of one block.
-struct variant {
-  std::string name;
-  block_address block = 0;
-  std::vector<unsigned char> contents;  // the whole damaged block
-  expect want = expect::fatal;
-  // Catalogue problems the checker must report (one of them, when there are
-  // several), whenever it reports anything.
-  std::vector<thin::problem_id> ids = {};
-};
 
-inline std::string names(const std::vector<thin::problem_id> &ids) {
+std::string names(const std::vector<thin::problem_id> &ids) {
   std::string s;
   for (auto id : ids) s += std::string(s.empty() ? "" : " or ") + thin::to_string(id);
   return s;
 }
 
-// Judges a checker verdict. Returns what is wrong with it, or nothing.
-// `meaning_now` is called only when the verdict depends on it.
-inline std::optional<std::string> judge(expect want, const check_outcome &o,
-                                        const std::function<std::string()> &meaning_now,
-                                        const std::string &original_meaning,
-                                        const std::vector<thin::problem_id> &ids = {}) {
+std::optional<std::string> judge(expect want, const check_outcome &o, const std::function<std::string()> &meaning_now,
+                                 const std::string &original_meaning, const std::vector<thin::problem_id> &ids) {
   if (!ids.empty() && !o.records.empty()) {
     bool found = false;
     for (auto id : ids) found |= o.has(id);
@@ -522,55 +390,32 @@ inline std::optional<std::string> judge(expect want, const check_outcome &o,
   return std::nullopt;
 }
 
-// Runs variants of one image in-process. One memory device is built from the
-// image; each variant writes its block, is checked, and the block is put back.
-class damage_runner {
- public:
-  explicit damage_runner(const image &img) : img_(img), io_(img.bytes), original_meaning_(meaning_of(io_)) {}
+damage_runner::damage_runner(const image &img) : img_(img), io_(img.bytes), original_meaning_(meaning_of(io_)) {}
 
-  // Returns the failure, or nothing. `out` receives the checker's outcome.
-  std::optional<std::string> run(const variant &v, check_outcome *out = nullptr) {
-    io_.write(v.block, v.contents.data(), 1);
-    check_outcome o = run_check(io_);
-    auto verdict = judge(v.want, o, [&] { return meaning_of(io_); }, original_meaning_, v.ids);
-    io_.write(v.block, img_.block(v.block), 1);
-    total_++;
-    if (o.fatal()) fatal_++;
-    else if (!o.records.empty()) non_fatal_only_++;
-    else clean_++;
-    if (out) *out = std::move(o);
-    return verdict;
-  }
+std::optional<std::string> damage_runner::run(const variant &v, check_outcome *out) {
+  io_.write(v.block, v.contents.data(), 1);
+  check_outcome o = run_check(io_);
+  auto verdict = judge(v.want, o, [&] { return meaning_of(io_); }, original_meaning_, v.ids);
+  io_.write(v.block, img_.block(v.block), 1);
+  total_++;
+  if (o.fatal()) fatal_++;
+  else if (!o.records.empty()) non_fatal_only_++;
+  else clean_++;
+  if (out) *out = std::move(o);
+  return verdict;
+}
 
-  const std::string &original_meaning() const { return original_meaning_; }
-  std::size_t total() const { return total_; }
-  std::size_t fatal() const { return fatal_; }
-  std::size_t non_fatal_only() const { return non_fatal_only_; }
-  std::size_t clean() const { return clean_; }
-  pdata::memory_block_io &io() { return io_; }
+void put32(std::vector<unsigned char> &b, std::size_t off, uint32_t v) { pdata::store_le32(b.data() + off, v); }
+void put64(std::vector<unsigned char> &b, std::size_t off, uint64_t v) { pdata::store_le64(b.data() + off, v); }
+uint32_t get32(const std::vector<unsigned char> &b, std::size_t off) { return pdata::load_le32(b.data() + off); }
+uint64_t get64(const std::vector<unsigned char> &b, std::size_t off) { return pdata::load_le64(b.data() + off); }
 
- private:
-  const image &img_;
-  pdata::memory_block_io io_;
-  std::string original_meaning_;
-  std::size_t total_ = 0, fatal_ = 0, non_fatal_only_ = 0, clean_ = 0;
-};
-
-//------------------------------------------------------------------ building damage
-
-inline void put32(std::vector<unsigned char> &b, std::size_t off, uint32_t v) { pdata::store_le32(b.data() + off, v); }
-inline void put64(std::vector<unsigned char> &b, std::size_t off, uint64_t v) { pdata::store_le64(b.data() + off, v); }
-inline uint32_t get32(const std::vector<unsigned char> &b, std::size_t off) { return pdata::load_le32(b.data() + off); }
-inline uint64_t get64(const std::vector<unsigned char> &b, std::size_t off) { return pdata::load_le64(b.data() + off); }
-
-inline std::string block_label(const image &img, const layout &L, block_address b) {
+std::string block_label(const image &img, const layout &L, block_address b) {
   auto it = L.roles.find(b);
   return fmt::format("{}: block {} ({})", img.name, b, it == L.roles.end() ? "unknown" : to_string(it->second));
 }
 
-// The problem a damaged block's own validation reports: `field` is what was
-// changed ("blocknr", "magic"; anything else fails the checksum first).
-inline thin::problem_id validation_problem(role r, const std::string &field) {
+thin::problem_id validation_problem(role r, const std::string &field) {
   using thin::problem_id;
   const bool blocknr = field == "blocknr" || field == "header blocknr";
   switch (expected_type(r)) {
@@ -583,18 +428,14 @@ inline thin::problem_id validation_problem(role r, const std::string &field) {
   }
 }
 
-inline variant zero_variant(const image &img, const layout &L, block_address b) {
+variant zero_variant(const image &img, const layout &L, block_address b) {
   const role r = L.roles.at(b);
   return {block_label(img, L, b) + ": zeroed", b, std::vector<unsigned char>(bsize, 0), expect::fatal,
           {expected_type(r) == block_type::superblock ? thin::problem_id::SB_ALL_ZERO
                                                       : validation_problem(r, "blocknr")}};
 }
 
-// Byte offsets worth flipping a bit in, by what the block is: the header, the
-// live keys and values, the stale slots past nr_entries, the unused tail.
-// All of them are covered by the checksum.
-inline std::vector<std::pair<std::size_t, std::string>> flip_offsets(const image &img, const layout &L,
-                                                                     block_address b) {
+std::vector<std::pair<std::size_t, std::string>> flip_offsets(const image &img, const layout &L, block_address b) {
   std::vector<std::pair<std::size_t, std::string>> offs = {{0, "checksum"}, {4095, "last byte"}};
   role r = L.roles.at(b);
   const unsigned char *blk = img.block(b);
@@ -650,7 +491,7 @@ inline std::vector<std::pair<std::size_t, std::string>> flip_offsets(const image
   return offs;
 }
 
-inline std::vector<variant> flip_variants(const image &img, const layout &L, block_address b) {
+std::vector<variant> flip_variants(const image &img, const layout &L, block_address b) {
   std::vector<variant> out;
   for (auto &[off, what] : flip_offsets(img, L, b)) {
     variant v{fmt::format("{}: bit {} of byte {} ({}) flipped", block_label(img, L, b), off % 8, off, what), b,
@@ -662,7 +503,9 @@ inline std::vector<variant> flip_variants(const image &img, const layout &L, blo
 }
 
 // Structural damage with the checksum recomputed, so that the checker's
-// structural rules (not the checksum) must catch it.
+
+namespace {
+
 class structural_builder {
  public:
   structural_builder(const image &img, const layout &L, block_address b)
@@ -1045,111 +888,83 @@ class structural_builder {
   std::vector<variant> out_;
 };
 
-inline std::vector<variant> structural_variants(const image &img, const layout &L, block_address b) {
+}  // namespace
+
+std::vector<variant> structural_variants(const image &img, const layout &L, block_address b) {
   return structural_builder(img, L, b).build();
 }
 
 //------------------------------------------------------------------ the real tool
 
-// A copy of an image in a temporary file, for running the built thin_check.
-class scratch_image {
- public:
-  // Written sparse: only the non-zero blocks (the btree fixture is 80 MiB of
-  // mostly nothing).
-  scratch_image(const image &img, const test::temp_dir &dir) : img_(img), path_(dir.file(img.name + ".img")) {
-    test::write_binary(path_, {});
-    std::filesystem::resize_file(path_, img.bytes.size());
-    static const std::vector<unsigned char> zero(bsize, 0);
-    for (block_address b = 0; b < img.nr_blocks(); b++)
-      if (std::memcmp(img.block(b), zero.data(), bsize) != 0) put_block(b, img.block(b));
-  }
-  const std::string &path() const { return path_; }
+scratch_image::scratch_image(const image &img, const test::temp_dir &dir)
+    : img_(img), path_(dir.file(img.name + ".img")) {
+  test::write_binary(path_, {});
+  std::filesystem::resize_file(path_, img.bytes.size());
+  static const std::vector<unsigned char> zero(bsize, 0);
+  for (block_address b = 0; b < img.nr_blocks(); b++)
+    if (std::memcmp(img.block(b), zero.data(), bsize) != 0) put_block(b, img.block(b));
+}
 
-  void put_block(block_address b, const unsigned char *data) {
-    std::fstream f(path_, std::ios::in | std::ios::out | std::ios::binary);
-    f.seekp(static_cast<std::streamoff>(b * bsize));
-    f.write(reinterpret_cast<const char *>(data), static_cast<std::streamsize>(bsize));
-    if (!f) throw std::runtime_error("cannot write " + path_);
-  }
-  void restore(block_address b) { put_block(b, img_.block(b)); }
+void scratch_image::put_block(block_address b, const unsigned char *data) {
+  std::fstream f(path_, std::ios::in | std::ios::out | std::ios::binary);
+  f.seekp(static_cast<std::streamoff>(b * bsize));
+  f.write(reinterpret_cast<const char *>(data), static_cast<std::streamsize>(bsize));
+  if (!f) throw std::runtime_error("cannot write " + path_);
+}
 
-  // True when the file holds the original image with block b replaced by
-  // `contents` (the tool wrote nothing).
-  bool holds(block_address b, const std::vector<unsigned char> &contents) const {
-    std::ifstream in(path_, std::ios::binary);
-    std::vector<char> buf(256 * bsize);
-    std::size_t pos = 0;
-    while (in) {
-      in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
-      const std::size_t got = static_cast<std::size_t>(in.gcount());
-      if (pos + got > img_.bytes.size()) return false;
-      for (std::size_t off = 0; off < got; off += bsize) {
-        const std::size_t at = pos + off, len = std::min(bsize, got - off);
-        const unsigned char *want = at / bsize == b ? contents.data() : img_.bytes.data() + at;
-        if (std::memcmp(buf.data() + off, want, len) != 0) return false;
-      }
-      pos += got;
+bool scratch_image::holds(block_address b, const std::vector<unsigned char> &contents) const {
+  std::ifstream in(path_, std::ios::binary);
+  std::vector<char> buf(256 * bsize);
+  std::size_t pos = 0;
+  while (in) {
+    in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+    const std::size_t got = static_cast<std::size_t>(in.gcount());
+    if (pos + got > img_.bytes.size()) return false;
+    for (std::size_t off = 0; off < got; off += bsize) {
+      const std::size_t at = pos + off, len = std::min(bsize, got - off);
+      const unsigned char *want = at / bsize == b ? contents.data() : img_.bytes.data() + at;
+      if (std::memcmp(buf.data() + off, want, len) != 0) return false;
     }
-    return pos == img_.bytes.size();
+    pos += got;
   }
-
- private:
-  const image &img_;
-  std::string path_;
-};
+  return pos == img_.bytes.size();
+}
 
 //------------------------------------------------------------------ watchdog
 
-// Bounds a test: if a step runs longer than `step_limit`, or the whole test
-// longer than `total_limit`, it prints what was running and aborts the test
-// binary (a hung checker cannot be interrupted any other way in-process).
-class watchdog {
- public:
-  watchdog(std::chrono::seconds step_limit, std::chrono::seconds total_limit)
-      : step_limit_(step_limit),
-        total_deadline_(std::chrono::steady_clock::now() + total_limit),
-        step_deadline_(std::chrono::steady_clock::now() + step_limit),
-        thread_([this] { watch(); }) {}
-  ~watchdog() {
-    {
-      std::lock_guard<std::mutex> g(m_);
-      stop_ = true;
-    }
-    cv_.notify_all();
-    thread_.join();
-  }
-  watchdog(const watchdog &) = delete;
-  watchdog &operator=(const watchdog &) = delete;
+watchdog::watchdog(std::chrono::seconds step_limit, std::chrono::seconds total_limit)
+    : step_limit_(step_limit),
+      total_deadline_(std::chrono::steady_clock::now() + total_limit),
+      step_deadline_(std::chrono::steady_clock::now() + step_limit),
+      thread_([this] { watch(); }) {}
 
-  // A new step begins.
-  void step(const std::string &what) {
+watchdog::~watchdog() {
+  {
     std::lock_guard<std::mutex> g(m_);
-    what_ = what;
-    step_deadline_ = std::chrono::steady_clock::now() + step_limit_;
+    stop_ = true;
   }
+  cv_.notify_all();
+  thread_.join();
+}
 
- private:
-  void watch() {
-    std::unique_lock<std::mutex> lk(m_);
-    while (!stop_) {
-      auto deadline = std::min(step_deadline_, total_deadline_);
-      if (std::chrono::steady_clock::now() >= deadline) {
-        std::fprintf(stderr, "watchdog: %s still running past its time limit: %s\n",
-                     step_deadline_ <= total_deadline_ ? "one step" : "the test", what_.c_str());
-        std::fflush(stderr);
-        std::abort();
-      }
-      cv_.wait_until(lk, deadline);
+void watchdog::step(const std::string &what) {
+  std::lock_guard<std::mutex> g(m_);
+  what_ = what;
+  step_deadline_ = std::chrono::steady_clock::now() + step_limit_;
+}
+
+void watchdog::watch() {
+  std::unique_lock<std::mutex> lk(m_);
+  while (!stop_) {
+    auto deadline = std::min(step_deadline_, total_deadline_);
+    if (std::chrono::steady_clock::now() >= deadline) {
+      std::fprintf(stderr, "watchdog: %s still running past its time limit: %s\n",
+                   step_deadline_ <= total_deadline_ ? "one step" : "the test", what_.c_str());
+      std::fflush(stderr);
+      std::abort();
     }
+    cv_.wait_until(lk, deadline);
   }
-
-  std::chrono::seconds step_limit_;
-  std::chrono::steady_clock::time_point total_deadline_, step_deadline_;
-  std::string what_ = "(starting)";
-  bool stop_ = false;
-  std::mutex m_;
-  std::condition_variable cv_;
-  std::thread thread_;
-};
+}
 
 }  // namespace dmg
