@@ -1,4 +1,4 @@
-// thinkit_bench_helper: small measurement aids for bench/run.sh.
+// thinkit_bench_helper: small measurement aids for bench/run.sh and bench/blockdev.sh.
 //
 //   info FILE               the metadata space map's view of FILE: device blocks,
 //                           used blocks (entries with a count > 0, counted from the
@@ -6,7 +6,8 @@
 //   floor FILE [--direct]   the speed floor: one pass of crc32c (pdata's, hardware
 //                           when the CPU has it) over every used metadata block, read
 //                           in disk order with large reads; counts the blocks whose
-//                           stored checksum matches a persistent-data salt
+//                           stored checksum matches a persistent-data salt. FILE may
+//                           be a block device (with --direct: the I/O floor)
 //   evict FILE...           fsync, then posix_fadvise(DONTNEED): drops the file's
 //                           clean pages from the page cache (no root needed)
 //   resident FILE           how many of FILE's pages are in the page cache (mincore)
@@ -21,6 +22,8 @@
 //
 // Output is `key=value` lines for the script. Errors: one line naming the file, exit 1.
 #include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -67,7 +70,10 @@ class input_file {
     if (fd_ < 0) throw failure(fmt::format("{}: cannot open: {}", path, std::strerror(errno)));
     struct stat st {};
     if (::fstat(fd_, &st) != 0) throw failure(fmt::format("{}: cannot stat: {}", path, std::strerror(errno)));
-    nr_blocks_ = static_cast<block_address>(st.st_size) / block_size;
+    uint64_t bytes = static_cast<uint64_t>(st.st_size);
+    if (S_ISBLK(st.st_mode) && ::ioctl(fd_, BLKGETSIZE64, &bytes) != 0)
+      throw failure(fmt::format("{}: cannot read the device size: {}", path, std::strerror(errno)));
+    nr_blocks_ = bytes / block_size;
   }
   ~input_file() { ::close(fd_); }
   input_file(const input_file &) = delete;

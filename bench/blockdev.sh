@@ -1,0 +1,248 @@
+#!/usr/bin/env bash
+# bench/blockdev.sh: thinkit, upstream thin-provisioning-tools 1.3.3 and
+# Debian's 0.9.0 side by side where lvm2 and backup tools run them: on a
+# block device (a loop device over the bench's metadata file), on metadata
+# laid out as the kernel lays it out (0.9.0's thin_restore inserts mappings
+# one at a time: half-full leaves, nodes scattered as they were shadowed),
+# cold (loop --direct-io=on, the device's buffers flushed: every read goes to
+# the file's disk) and warm (loop --direct-io=off over a file held in the page
+# cache). The three run alternately; medians of --runs. Beside them the I/O
+# floor: the used metadata blocks read in disk order with large O_DIRECT reads
+# (thinkit_bench_helper floor --direct).
+#
+# Every timed run writes to /dev/null (or a fresh sparse file for repair); an
+# untimed run per implementation then checks the outputs: thin_check verdicts
+# equal, dump/delta/ls/rmap output byte-identical to 0.9.0's (1.3.3's dump and
+# delta differ in form, so they are checked for exit 0 only), repairs dumping
+# as the generated XML. Exit 1 on any mismatch.
+#
+#   bench/blockdev.sh [--scales M,L] [--runs 3] [--modes cold,warm]
+#       [--tools check,dump,delta,repair,ls,rmap] [--slow-runs 1]
+#       [--work DIR] [--build DIR] [--no-build] [--upstream DIR] [--out FILE]
+#
+# Needs root (losetup); without loop device support it says so and exits 0.
+# Writes a markdown section to --out (default bench/results/blockdev-SCALES.md)
+# and the raw runs to the same name with .csv; bench/RESULTS.md quotes them.
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+
+scales=M runs=3 modes=cold,warm tools=check,dump,delta,repair,ls,rmap slow_runs=1
+work=/tmp/thinkit-bench-blk build=$repo/build-bench do_build=1 upstream="" out=""
+while (($#)); do
+  case $1 in
+    --scales) scales=$2; shift 2 ;;
+    --runs) runs=$2; shift 2 ;;
+    --modes) modes=$2; shift 2 ;;
+    --tools) tools=$2; shift 2 ;;
+    --slow-runs) slow_runs=$2; shift 2 ;;
+    --work) work=$2; shift 2 ;;
+    --build) build=$2; shift 2 ;;
+    --no-build) do_build=0; shift ;;
+    --upstream) upstream=$2; shift 2 ;;
+    --out) out=$2; shift 2 ;;
+    *) sed -n '20,23p' "$0" >&2; exit 1 ;;
+  esac
+done
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { echo "bench/blockdev.sh: $*" >&2; exit 1; }
+mismatches=0
+mismatch() { echo "MISMATCH: $*" >&2; mismatches=$((mismatches + 1)); }
+
+[ "$(id -u)" = 0 ] || { echo "bench/blockdev.sh: needs root for loop devices; skipped" >&2; exit 0; }
+probe=$(mktemp); truncate -s 1M "$probe"
+if ! dev=$(losetup --find --show --read-only "$probe" 2>/dev/null); then
+  rm -f "$probe"; echo "bench/blockdev.sh: no loop device support here; skipped" >&2; exit 0
+fi
+losetup -d "$dev"; rm -f "$probe"
+
+"$repo/scripts/install-deps.sh" --with-oracle
+[ -x /usr/sbin/thin_check ] || die "/usr/sbin/thin_check (thin-provisioning-tools 0.9.0) is missing"
+if [ "$do_build" = 1 ]; then
+  log "building thinkit (RelWithDebInfo) in $build"
+  cmake -S "$repo" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTHINKIT_BENCH=ON >/dev/null
+  cmake --build "$build" -j "$(nproc)" --target thinkit thinkit_gen_xml thinkit_bench_helper >/dev/null
+fi
+ours=$build/tools/thinkit gen=$build/tests/gen/thinkit_gen_xml helper=$build/bench/thinkit_bench_helper
+for b in "$ours" "$gen" "$helper"; do [ -x "$b" ] || die "$b is missing (build with -DTHINKIT_BENCH=ON)"; done
+mkdir -p "$work"; work=$(cd "$work" && pwd)
+if [ -z "$upstream" ] && [ -x "$repo/../shared/peers/tpt-1.3.3/install.sh" ]; then
+  upstream=$work/tpt-1.3.3
+  [ -x "$upstream/pdata_tools" ] || "$repo/../shared/peers/tpt-1.3.3/install.sh" "$upstream" >/dev/null
+fi
+impls="thinkit 0.9.0"
+[ -n "$upstream" ] && [ -x "$upstream/pdata_tools" ] && impls="thinkit 1.3.3 0.9.0"
+[ -z "$out" ] && out=$repo/bench/results/blockdev-${scales//,/-}.md
+csv=${out%.md}.csv
+mkdir -p "$(dirname "$out")"
+echo "scale,mode,tool,impl,run,wall_s,user_s,sys_s,max_rss_kib,exit" >"$csv"
+tmp=$work/tmp; rm -rf "$tmp"; mkdir -p "$tmp"
+
+loops=()
+cleanup() { local d; for d in "${loops[@]}"; do losetup -d "$d" 2>/dev/null || true; done; rm -rf "$tmp"; }
+trap cleanup EXIT
+
+# The bench's scales (bench/README.md): 4 origins, 6 snapshots.
+gen_args() {
+  case $1 in
+    S) echo "--seed 1 --devices 4 --snapshots 6 --mappings 4032" ;;
+    M) echo "--seed 1 --devices 4 --snapshots 6 --mappings 400176" ;;
+    L) echo "--seed 1 --devices 4 --snapshots 6 --mappings 4000752" ;;
+    XL) echo "--seed 1 --devices 4 --snapshots 6 --mappings 16000992" ;;
+    *) die "unknown scale $1 (S, M, L, XL)" ;;
+  esac
+}
+
+# input SCALE: the generated XML and 0.9.0's restore of it (kept while the
+# generator's arguments and 0.9.0 are unchanged).
+input() {
+  local d=$work/$1 stamp
+  stamp="$(gen_args "$1") | $(/usr/sbin/thin_restore -V 2>&1 | head -1)"
+  mkdir -p "$d"
+  if [ ! -f "$d/meta.bin" ] || [ "$(cat "$d/stamp" 2>/dev/null)" != "$stamp" ]; then
+    log "$1: generating and restoring with 0.9.0"
+    # shellcheck disable=SC2046
+    "$gen" $(gen_args "$1") -o "$d/pool.xml"
+    local n; n=$(grep -o 'mapped_blocks="[0-9]*"' "$d/pool.xml" | tr -dc '0-9\n' | awk '{s += $1} END {print s}')
+    local bytes=$((n * 100)); [ "$bytes" -lt $((64 << 20)) ] && bytes=$((64 << 20))
+    rm -f "$d/meta.bin"; truncate -s $(((bytes + 4095) / 4096 * 4096)) "$d/meta.bin"
+    /usr/sbin/thin_restore -q -i "$d/pool.xml" -o "$d/meta.bin"
+    echo "$n" >"$d/total_mappings"
+    echo "$stamp" >"$d/stamp"
+  fi
+}
+
+# cmd IMPL TOOL DEV OUTFILE: the command line of one run.
+cmd() {
+  local impl=$1 tool=$2 dev=$3 o=$4 pre=()
+  case $impl in
+    thinkit) pre=("$ours" "thin_$tool") ;;
+    1.3.3) pre=("$upstream/pdata_tools" "thin_$tool") ;;
+    0.9.0) pre=("/usr/sbin/thin_$tool") ;;
+  esac
+  case $tool in
+    check) echo "${pre[*]} -q $dev" ;;
+    dump) echo "${pre[*]} $dev" ;;
+    delta) echo "${pre[*]} --snap1 1 --snap2 5 $dev" ;;
+    repair) echo "${pre[*]} -i $dev -o $o" ;;
+    ls) echo "${pre[*]} -o DEV,MAPPED_BLOCKS,EXCLUSIVE_BLOCKS,SHARED_BLOCKS $dev" ;;
+    rmap) echo "${pre[*]} --region 0..4096 $dev" ;;
+  esac
+}
+
+# prepare MODE FILE DEV: before a timed run, the cache state MODE asks for.
+prepare() {
+  if [ "$1" = cold ]; then
+    blockdev --flushbufs "$3"
+    "$helper" evict "$2" >/dev/null
+  else
+    "$helper" warm "$2" >/dev/null
+  fi
+}
+
+# timed SCALE MODE TOOL IMPL RUN -- CMD...: one run, a CSV row; wall in $wall.
+timed() {
+  local scale=$1 mode=$2 tool=$3 impl=$4 run=$5 tf=$tmp/time.out
+  shift 6
+  "$helper" run -o "$tf" -- "$@" >/dev/null 2>"$tmp/err" || die "timing $* failed"
+  local user sys rss status
+  read -r wall user sys rss status <"$tf"
+  echo "$scale,$mode,$tool,$impl,$run,$wall,$user,$sys,$rss,$status" >>"$csv"
+  log "  $scale/$mode $tool $impl #$run: ${wall}s rss $((rss / 1024))MiB exit $status"
+  [ "$status" = 0 ] || mismatch "$scale/$mode $tool $impl exit $status: $(head -c 300 "$tmp/err" | tr '\n' ' ')"
+}
+
+# verify SCALE TOOL DEV: untimed runs, outputs compared.
+verify() {
+  local scale=$1 tool=$2 dev=$3 d=$work/$1 impl
+  for impl in $impls; do
+    local o=$tmp/$impl.out
+    rm -f "$tmp/$impl.bin"; truncate -s "$(stat -c %s "$d/meta.bin")" "$tmp/$impl.bin"
+    # shellcheck disable=SC2046
+    set +e; $(cmd "$impl" "$tool" "$dev" "$tmp/$impl.bin") >"$o" 2>"$tmp/$impl.err"; echo $? >"$tmp/$impl.rc"; set -e
+    if [ "$tool" = repair ] && [ "$(cat "$tmp/$impl.rc")" = 0 ]; then
+      "$ours" thin_dump "$tmp/$impl.bin" >"$o" || mismatch "$scale repair: dump of $impl's output failed"
+    fi
+  done
+  for impl in $impls; do
+    [ "$(cat "$tmp/$impl.rc")" = 0 ] || mismatch "$scale $tool: $impl exit $(cat "$tmp/$impl.rc")"
+  done
+  case $tool in
+    check) cmp -s "$tmp/thinkit.err" "$tmp/0.9.0.err" || mismatch "$scale check: stderr differs from 0.9.0's" ;;
+    dump|repair) cmp -s "$tmp/thinkit.out" "$d/pool.xml" || mismatch "$scale $tool: thinkit's output is not the generated XML"
+                 [ "$tool" = repair ] && ! cmp -s "$tmp/0.9.0.out" "$d/pool.xml" && mismatch "$scale repair: 0.9.0's repair does not dump as the XML"
+                 [ "$tool" = dump ] && ! cmp -s "$tmp/0.9.0.out" "$d/pool.xml" && mismatch "$scale dump: 0.9.0's dump is not the XML" ;;
+    delta|ls|rmap) cmp -s "$tmp/thinkit.out" "$tmp/0.9.0.out" || mismatch "$scale $tool: output differs from 0.9.0's" ;;
+  esac
+  rm -f "$tmp"/*.out "$tmp"/*.bin
+  return 0
+}
+
+median() { sort -g | awk '{a[NR]=$1} END {if (NR) printf "%.3f", a[int((NR + 1) / 2)]; else printf "n/a"}'; }
+col() { # SCALE MODE TOOL IMPL FIELD
+  awk -F, -v s="$1" -v m="$2" -v t="$3" -v i="$4" -v f="$5" \
+    'NR > 1 && $1 == s && $2 == m && $3 == t && $4 == i {print $f}' "$csv" | median
+}
+
+IFS=, read -r -a scale_list <<<"$scales"
+IFS=, read -r -a mode_list <<<"$modes"
+IFS=, read -r -a tool_list <<<"$tools"
+t_start=$(date +%s)
+for scale in "${scale_list[@]}"; do
+  input "$scale"
+  meta=$work/$scale/meta.bin
+  for mode in "${mode_list[@]}"; do
+    dio=on; [ "$mode" = warm ] && dio=off
+    dev=$(losetup --find --show --read-only --direct-io="$dio" "$meta")
+    loops+=("$dev")
+    log "$scale/$mode: $meta on $dev (direct-io=$dio)"
+    for ((i = 1; i <= runs; i++)); do
+      prepare "$mode" "$meta" "$dev"
+      timed "$scale" "$mode" floor floor "$i" -- "$helper" floor "$dev" --direct
+    done
+    for tool in "${tool_list[@]}"; do
+      for ((i = 1; i <= runs; i++)); do
+        for impl in $impls; do
+          if [ "$impl" = 0.9.0 ] && [ "$tool" = repair ] && [ "$i" -gt "$slow_runs" ]; then continue; fi
+          rm -f "$tmp/out.bin"; truncate -s "$(stat -c %s "$meta")" "$tmp/out.bin"
+          prepare "$mode" "$meta" "$dev"
+          # shellcheck disable=SC2046
+          timed "$scale" "$mode" "$tool" "$impl" "$i" -- $(cmd "$impl" "$tool" "$dev" "$tmp/out.bin")
+        done
+      done
+      [ "$mode" = "${mode_list[0]}" ] && verify "$scale" "$tool" "$dev"
+    done
+    losetup -d "$dev"
+  done
+done
+elapsed=$(($(date +%s) - t_start))
+
+{
+  echo "### Block devices, kernel-like layout: thinkit vs 1.3.3 vs 0.9.0 ($(date +%Y-%m-%d))"
+  echo
+  echo "\`bench/blockdev.sh --scales $scales --runs $runs --modes $modes --tools $tools\`, $(nproc) cores," \
+       "load average at the start $(cut -d' ' -f1-3 /proc/loadavg), $elapsed s in all. Medians of $runs" \
+       "alternating runs (0.9.0's repair: $slow_runs), wall seconds; \"x 1.3.3\" is 1.3.3's time over thinkit's," \
+       "\"x floor\" thinkit's over the I/O floor. Max RSS in MiB."
+  echo
+  echo "| scale | mode | tool | thinkit | 1.3.3 | 0.9.0 | x 1.3.3 | x floor | thinkit MiB | 1.3.3 MiB |"
+  echo "|---|---|---|---|---|---|---|---|---|---|"
+  for scale in "${scale_list[@]}"; do
+    for mode in "${mode_list[@]}"; do
+      floor=$(col "$scale" "$mode" floor floor 6)
+      echo "| $scale | $mode | I/O floor | $floor | | | | | | |"
+      for tool in "${tool_list[@]}"; do
+        a=$(col "$scale" "$mode" "$tool" thinkit 6) b=$(col "$scale" "$mode" "$tool" 1.3.3 6)
+        c=$(col "$scale" "$mode" "$tool" 0.9.0 6)
+        ra=$(col "$scale" "$mode" "$tool" thinkit 9) rb=$(col "$scale" "$mode" "$tool" 1.3.3 9)
+        x13=$(awk -v a="$a" -v b="$b" 'BEGIN {if (a + 0 > 0 && b != "n/a") printf "%.2f", b / a; else print "n/a"}')
+        xf=$(awk -v a="$a" -v f="$floor" 'BEGIN {if (f + 0 > 0) printf "%.2f", a / f; else print "n/a"}')
+        mib() { awk -v k="$1" 'BEGIN {if (k == "n/a") print k; else printf "%.0f", k / 1024}'; }
+        echo "| $scale | $mode | $tool | $a | $b | $c | $x13 | $xf | $(mib "$ra") | $(mib "$rb") |"
+      done
+    done
+  done
+  echo
+  if [ "$mismatches" = 0 ]; then echo "Outputs: every comparison matched."; else echo "Outputs: $mismatches MISMATCHES (see the run's stderr)."; fi
+} >"$out"
+cat "$out"
+[ "$mismatches" = 0 ]
