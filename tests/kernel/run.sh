@@ -22,7 +22,7 @@ DEB_PKGS="qemu-system-x86 busybox-static cpio zstd kmod lvm2 dmsetup initramfs-t
 msg() { echo "run.sh: $*" >&2; }
 die() { msg "error: $*"; exit 1; }
 
-INSTALL=0 THINKIT= ACCEL=auto KEEP=0 RESULTS=1 WORKFLOWS=() TIMEOUT=${KH_TIMEOUT:-900}
+INSTALL=0 THINKIT='' ACCEL=auto KEEP=0 RESULTS=1 WORKFLOWS=() TIMEOUT=${KH_TIMEOUT:-900}
 while [ $# -gt 0 ]; do
     case "$1" in
     --install-deps) INSTALL=1; shift ;;
@@ -139,7 +139,7 @@ mkcpio() { (cd "$1" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc --qu
 
 # module_order MODROOT: insmod paths (inside the guest) in load order
 module_order() {
-    local root=$1 m ko
+    local root=$1 m
     for m in $MODULES; do
         modprobe -d "$root" -S "$KVER" --show-depends "$m" 2>/dev/null | awk '$1 == "insmod" { print $2 }'
     done | awk -v r="$root" '!seen[$0]++ { sub("^" r, ""); print }'
@@ -184,7 +184,7 @@ pick_accel() {
 # /kh/in.  Console in $WORK/NAME.log; status 0 when the guest printed
 # "KH: RESULT OK".
 boot() {
-    local name=$1 script=$2 indir=$3 append=$4 d serials= st accel cpu rc=0 pid i
+    local name=$1 script=$2 indir=$3 append=$4 d serials='' st accel cpu rc=0 pid i
     shift 4
     local log=$WORK/$name.log drives=()
     st=$WORK/$name.overlay
