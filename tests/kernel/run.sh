@@ -19,7 +19,11 @@ CACHE=${THINKIT_KERNEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/thinkit-kernel}
 ALL_WORKFLOWS="kernel-roundtrip kernel-fixtures lvm2 initramfs"
 DEB_PKGS="qemu-system-x86 busybox-static cpio zstd kmod lvm2 dmsetup initramfs-tools-core"
 
-msg() { echo "run.sh: $*" >&2; }
+WFLOG=''   # while a workflow runs, its messages also go here (for RESULTS.md)
+msg() {
+    echo "run.sh: $*" >&2
+    [ -z "$WFLOG" ] || echo "$*" >>"$WFLOG"
+}
 die() { msg "error: $*"; exit 1; }
 
 INSTALL=0 THINKIT='' ACCEL=auto KEEP=0 RESULTS=1 WORKFLOWS=() TIMEOUT=${KH_TIMEOUT:-900}
@@ -210,18 +214,24 @@ boot() {
             -append "console=ttyS0 panic=-1 quiet loglevel=4 kh.disks=$serials $append" \
             "${drives[@]}" </dev/null >"$log.raw" 2>&1 &
         pid=$!
-        # a KVM that never reaches /init (broken nested virtualisation) is
-        # given up after 60 s and the boot retried with TCG
+        # a KVM boot that never reaches /init (broken nested virtualisation:
+        # QEMU aborts, or the guest hangs) is given up after 60 s; with
+        # --accel auto the boot is retried with TCG, and so are later ones
         for ((i = 0; i < 240; i++)); do
             grep -q '^KH: init' "$log.raw" 2>/dev/null && break
             kill -0 "$pid" 2>/dev/null || break
             sleep 0.25
         done
-        if [ "$accel" = kvm ] && kill -0 "$pid" 2>/dev/null && ! grep -q '^KH: init' "$log.raw"; then
-            kill "$pid"; wait "$pid" || true
-            msg "[$name] no /init after 60 s under KVM: retrying with TCG"
-            accel=tcg; ACCEL=tcg
-            continue
+        if [ "$accel" = kvm ] && ! grep -q '^KH: init' "$log.raw"; then
+            kill "$pid" 2>/dev/null || true
+            wait "$pid" || true
+            if [ "$ACCEL" = auto ]; then
+                msg "[$name] KVM did not reach /init ($(tail -1 "$log.raw")): retrying with TCG"
+                accel=tcg ACCEL=tcg
+                continue
+            fi
+            rc=200
+            break
         fi
         wait "$pid" || rc=$?
         break
@@ -339,7 +349,8 @@ wf_lvm2() {
     cp "$HERE/guest/lvm.conf" "$w/in/lvm.conf"
     truncate -s 1G "$w/pv.img"
     boot lvm2 "$HERE/guest/lvm2.sh" "$w/in" "" "pv=$w/pv.img" || return 1
-    grep '^KH: STEP' "$WORK/lvm2.log" | sed 's/^KH: /  /' >&2
+    local line
+    while read -r line; do msg "${line#KH: }"; done < <(grep '^KH: STEP' "$WORK/lvm2.log")
 }
 
 # (c) issue 15: an initramfs made by the project's initramfs-tools hook runs
@@ -406,7 +417,10 @@ RES=() failed=0 USED_ACCEL=$(pick_accel)
 for wf in "${WORKFLOWS[@]}"; do
     msg "== $wf"
     t0=$(date +%s)
+    WFLOG=$WORK/wf-$wf.txt
+    : >"$WFLOG"
     if "wf_${wf//-/_}"; then r=PASS; else r=FAIL; failed=$((failed + 1)); fi
+    WFLOG=''
     t=$(($(date +%s) - t0))
     echo "$r $wf (${t}s)"
     RES+=("| $wf | $r | $t s |")
@@ -426,6 +440,14 @@ if [ "$RESULTS" = 1 ]; then
         echo "| workflow | result | time |"
         echo "| --- | --- | --- |"
         printf '%s\n' "${RES[@]}"
+        for wf in "${WORKFLOWS[@]}"; do
+            echo
+            echo "## $wf"
+            echo
+            echo '```'
+            cat "$WORK/wf-$wf.txt"
+            echo '```'
+        done
     } >"$HERE/RESULTS.md"
 fi
 [ "$failed" = 0 ] || { KEEP=1; msg "$failed workflow(s) failed; logs in $WORK"; exit 1; }
