@@ -369,15 +369,16 @@ wf_initramfs() {
     ln -s usr/bin "$st/bin"; ln -s usr/sbin "$st/sbin"; ln -s usr/lib "$st/lib"
     # The hook looks for thinkit in the configured sbin directory and takes
     # modules from /lib/modules/$version: in a private mount namespace the
-    # static thinkit is mounted there and the cached kernel's modules are
-    # laid over /usr/lib, so the hook runs unchanged.
+    # static thinkit is laid over that directory and the cached kernel's
+    # modules over /usr/lib (overlays: what is there stays visible), so the
+    # hook runs unchanged and nothing on the host changes.
     sbindir=$(sed -n 's/^\(for candidate in "\)\([^"]*\)\/thinkit".*/\2/p' "$hook")
     [ -n "$sbindir" ] && [ -d "$sbindir" ] || { msg "cannot read the sbin directory from $hook"; return 1; }
     cp "$static_build/tools/thinkit" "$w/sbin/thinkit"
     local ns=(unshare -m)
     [ "$(id -u)" = 0 ] || ns=(unshare -r -m)
     "${ns[@]}" sh -euc '
-        mount --bind "$1" "$2"
+        mount -t overlay overlay -o "lowerdir=$1:$2" "$2"
         mount -t overlay overlay -o "lowerdir=$3:/usr/lib" /usr/lib
         export DESTDIR="$4" version="$5" verbose=n CONFDIR=/etc/initramfs-tools MODULESDIR="/lib/modules/$5"
         sh "$6"
@@ -388,8 +389,8 @@ wf_initramfs() {
     [ -x "$st/usr/sbin/thinkit" ] && [ -L "$st/usr/sbin/thin_check" ] && [ -L "$st/usr/sbin/thin_repair" ] ||
         { msg "the hook did not install thinkit and its links"; return 1; }
     find "$st" -name 'dm-thin-pool.ko*' | grep -q . || { msg "the hook did not add dm-thin-pool"; return 1; }
-    msg "hook installed: $(cd "$st" && find usr/sbin -name 'thin*' | sort | tr '\n' ' ')"
-    msg "hook modules: $(find "$st" -name '*.ko*' | sed 's|.*/||; s|\.ko.*||' | sort | tr '\n' ' ')"
+    msg "hook installed: $(cd "$st" && find usr/sbin -name 'thin*' | sort | xargs)"
+    msg "hook modules: $(find "$st" -name '*.ko*' | sed 's|.*/||; s|\.ko.*||' | sort | xargs)"
     # busybox and /init as a recovery initramfs would have them
     cp "$BUSYBOX" "$st/usr/bin/busybox"
     cp "$HERE/guest/recovery-init" "$st/init"
@@ -413,7 +414,8 @@ resolve_busybox
 build_base
 QEMU_VERSION=$(qemu-system-x86_64 --version | head -1)
 msg "kernel $KVER, $QEMU_VERSION, accelerator $(pick_accel), thinkit $THINKIT"
-RES=() failed=0 USED_ACCEL=$(pick_accel)
+RES=() failed=0 USED_ACCEL=$(pick_accel) ACCEL_WHY='' T_START=$(date +%s)
+[ "$ACCEL$USED_ACCEL" != autotcg ] || [ ! -e /dev/kvm ] || ACCEL_WHY=" (/dev/kvm is there, but the CPU flags show no vmx/svm)"
 for wf in "${WORKFLOWS[@]}"; do
     msg "== $wf"
     t0=$(date +%s)
@@ -425,14 +427,15 @@ for wf in "${WORKFLOWS[@]}"; do
     echo "$r $wf (${t}s)"
     RES+=("| $wf | $r | $t s |")
 done
+TOTAL=$(($(date +%s) - T_START))
 if [ "$RESULTS" = 1 ]; then
     {
         echo "# Kernel, lvm2 and initramfs workflows"
         echo
-        echo "Written by \`tests/kernel/run.sh\` (see tests/kernel/README.md)."
+        echo "Written by \`tests/kernel/run.sh\` (README.md, \"Verified against the real kernel\"), total ${TOTAL}s."
         echo
         echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
-        echo "- kernel: Debian $KVER; $QEMU_VERSION, accelerator $USED_ACCEL"
+        echo "- kernel: Debian $KVER; $QEMU_VERSION, accelerator $USED_ACCEL$ACCEL_WHY"
         echo "- lvm2: $(lvm version 2>/dev/null | sed -n 's/^ *LVM version: *//p' | head -1)"
         echo "- thinkit: $(basename "$(dirname "$(dirname "$THINKIT")")")/tools/thinkit$(is_static "$THINKIT" && echo ' (static)')"
         [ -z "${FX_DONE:-}" ] || echo "- fixtures: $FX_DONE"
