@@ -155,6 +155,18 @@ blockdev --flushbufs "$PV"
 run lvchange -ay "$VG/pool2_tmeta" -y >/dev/null
 thin_check "$(dev pool2_tmeta)" || true
 run lvchange -an "$VG/pool2_tmeta" >/dev/null
+# control: with thin_check options that do not clear the flag the kernel
+# takes the pool read-only and reports needs_check
+lvm_v /tmp/act4n lvchange -ay "$VG/pool2" --config 'global { thin_check_options = [ "-q" ] }' || true
+st=$(dmsetup status "$(tpool pool2)" 2>&1 || true)
+kh "control, flag left set: pool2 status: $st"
+case "$st" in *needs_check*) ;; *) cat /tmp/act4n; fail "control: the kernel did not report needs_check" ;; esac
+# (the same options for the deactivation, should lvm2 check the pool then)
+lvm_v /tmp/deact4n lvchange -an "$VG/pool2" --config 'global { thin_check_options = [ "-q" ] }' ||
+    { cat /tmp/deact4n; fail "deactivating pool2"; }
+grep 'Executing: */usr/sbin/thin_check' /tmp/deact4n || true
+f=$(sb_flags pool2)
+[ "$f" = 1 ] || fail "control: NEEDS_CHECK cleared without --clear-needs-check-flag (flags '$f')"
 lvm_v /tmp/act4 lvchange -ay -K "$VG/pool2" "$VG/b" \
     --config 'global { thin_check_options = [ "-q", "--clear-needs-check-flag" ] }' ||
     { cat /tmp/act4; fail "activation with NEEDS_CHECK set"; }
@@ -166,7 +178,7 @@ same_hashes /tmp/h.b b
 run lvchange -an "$VG/b" "$VG/pool2"
 f=$(sb_flags pool2)
 [ "$f" = 0 ] || fail "NEEDS_CHECK still set after activation (flags '$f')"
-ok "thin_check --clear-needs-check-flag cleared NEEDS_CHECK during activation"
+ok "with NEEDS_CHECK set the kernel reports needs_check (options -q); thin_check --clear-needs-check-flag cleared it during activation, pool rw"
 
 step metasnap-dump
 tp=$(tpool pool)
