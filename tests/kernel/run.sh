@@ -9,6 +9,12 @@
 # Usage: tests/kernel/run.sh [--install-deps] [--thinkit PATH] [--accel auto|kvm|tcg]
 #                            [--keep] [--no-results] [workflow...]
 # Workflows: kernel-roundtrip kernel-fixtures lvm2 initramfs
+#   --install-deps  apt-get install the host packages first (needs root)
+#   --thinkit PATH  thinkit for the guest (default build-static/, else build/)
+#   --accel         default auto: KVM if /dev/kvm is usable and the CPU shows
+#                   vmx/svm, else TCG; a KVM boot that fails is redone in TCG
+#   --keep          keep the work folder (logs, images); kept on failure anyway
+#   --no-results    leave RESULTS.md alone
 # Environment: KH_FIXTURES="basic btree" limits kernel-fixtures; KERNEL_PKG
 # pins the kernel package; THINKIT_KERNEL_CACHE moves the download cache.
 set -euo pipefail
@@ -34,7 +40,7 @@ while [ $# -gt 0 ]; do
     --accel) ACCEL=$2; shift 2 ;;
     --keep) KEEP=1; shift ;;
     --no-results) RESULTS=0; shift ;;
-    -h | --help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
     -*) die "unknown option $1 (see --help)" ;;
     *)
         case " $ALL_WORKFLOWS " in *" $1 "*) ;; *) die "unknown workflow $1 (have: $ALL_WORKFLOWS)" ;; esac
