@@ -614,6 +614,17 @@ TEST(thin_delta_walk, random_pools_with_snapshot_chains_diff_as_0_9_0_does_readi
           ASSERT_EQ(body, reference_diff(runs[a], runs[b], verbose))
               << "seed " << seed << " " << a << " vs " << b << (verbose ? " verbose" : "");
           for (auto &[blk, n] : io.reads) EXPECT_EQ(n, 1u) << "seed " << seed << ": block " << blk;
+          // The tool's entry point plans its reads (batches, read_plan_io):
+          // the same diff, and still no block read twice but the superblock.
+          io.reads.clear();
+          thin::string_sink planned;
+          thin::delta_metadata(io, {a, b, false, std::nullopt, verbose}, planned);
+          EXPECT_NE(planned.str().find(body), std::string::npos) << "seed " << seed << " " << a << " vs " << b;
+          for (auto &[blk, n] : io.reads) {
+            if (blk != 0) {
+              EXPECT_EQ(n, 1u) << "seed " << seed << ": planned reads, block " << blk;
+            }
+          }
           if (have_oracle() && pick(4) == 0) {
             thin::string_sink ours;
             thin::delta_metadata(mem, {a, b, false, std::nullopt, verbose}, ours);

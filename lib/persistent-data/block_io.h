@@ -45,6 +45,10 @@ class block_io {
   }
 
   virtual bool writable() const = 0;
+
+  // Whether read() may be called from several threads at once (batch_read.h
+  // then keeps several requests in flight).
+  virtual bool concurrent_reads() const { return false; }
 };
 
 // A file or block device, given as an already-open descriptor (tools open
@@ -63,6 +67,7 @@ class file_block_io : public block_io {
   void write(block_address b, const void *buf, std::size_t count = 1) override;
   void flush() override;
   bool writable() const override { return writable_; }
+  bool concurrent_reads() const override { return true; }  // pread, no shared state
 
  private:
   int fd_;

@@ -2,10 +2,15 @@
 #include "thin/delta/delta.h"
 
 #include <algorithm>
+#include <cstring>
+#include <memory>
+#include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include <fmt/format.h>
 
+#include "persistent-data/batch_read.h"
 #include "persistent-data/errors.h"
 #include "thin/format/invariants.h"
 #include "thin/format/superblock.h"
@@ -292,6 +297,89 @@ class tree_differ {
   delta_visitor &v_;
 };
 
+// The reads of a diff, planned: every internal node of both subtrees is read
+// level by level in batches (and pinned: the walk comes back to them), and
+// their leaves are listed in the order the walk meets them, by the lowest
+// origin block each may hold, for read_plan_io to read ahead in batches.
+// Leaves are told from internal nodes by height, learnt on the first path
+// down each side, so no leaf is read here. Damage ends the planning of a
+// subtree, never the diff: the walk meets it and reports it as before.
+struct read_plan {
+  std::unordered_map<block_address, std::unique_ptr<block_buffer>> pinned;
+  std::vector<block_address> leaves;
+};
+
+// Levels below `root` (0: a leaf), following first children; the nodes read
+// on the way are pinned.
+std::optional<unsigned> tree_height(block_io &io, block_address root, read_plan &p) {
+  block_address b = root;
+  for (unsigned h = 0; h < max_btree_depth; h++) {
+    if (b >= io.nr_blocks()) return std::nullopt;
+    auto buf = std::make_unique<block_buffer>();
+    if (!p.pinned.count(b)) {
+      try {
+        io.read(b, buf->raw(), 1);
+      } catch (const io_error &) {
+        return std::nullopt;
+      }
+      if (validate_btree_node(buf->raw(), b, 8)) return std::nullopt;
+      p.pinned.emplace(b, std::move(buf));
+    }
+    btree_node_view n(p.pinned.at(b)->raw());
+    if (n.is_leaf()) return h;
+    if (n.nr_entries() == 0) return std::nullopt;
+    b = n.value64(0);
+  }
+  return std::nullopt;
+}
+
+read_plan plan_reads(block_io &io, block_address left, block_address right) {
+  constexpr std::size_t max_pinned = 16384;  // 64 MiB of internal nodes at most
+  read_plan p;
+  struct node {
+    block_address block;
+    uint64_t low;     // the lowest origin block it may hold
+    unsigned height;  // levels below it
+  };
+  std::vector<node> level;
+  for (block_address root : {left, right})
+    if (auto h = tree_height(io, root, p)) level.push_back({root, 0, *h});
+  std::vector<std::pair<uint64_t, block_address>> leaves;
+  std::unordered_set<block_address> seen;
+  while (!level.empty() && p.pinned.size() < max_pinned) {
+    std::vector<block_address> unread;
+    std::unordered_map<block_address, node> todo;
+    for (const node &n : level) {
+      if (!seen.insert(n.block).second) continue;
+      if (n.height == 0) {
+        leaves.emplace_back(n.low, n.block);
+        continue;
+      }
+      todo.emplace(n.block, n);
+      if (!p.pinned.count(n.block)) unread.push_back(n.block);
+    }
+    if (p.pinned.size() + unread.size() > max_pinned) break;  // the walk reads the rest itself
+    batch_read(io, unread, [&](block_address b, const unsigned char *data) {
+      if (validate_btree_node(data, b, 8)) return;
+      auto buf = std::make_unique<block_buffer>();
+      std::memcpy(buf->raw(), data, block_size);
+      p.pinned.emplace(b, std::move(buf));
+    });
+    std::vector<node> next;
+    for (auto &[b, n] : todo) {
+      auto it = p.pinned.find(b);
+      if (it == p.pinned.end()) continue;
+      btree_node_view v(it->second->raw());
+      if (v.is_leaf()) continue;  // heights disagree: damage the walk reports
+      for (uint32_t i = 0; i < v.nr_entries(); i++) next.push_back({v.value64(i), v.key(i), n.height - 1});
+    }
+    level = std::move(next);
+  }
+  std::stable_sort(leaves.begin(), leaves.end(), [](auto &a, auto &b) { return a.first < b.first; });
+  for (auto &l : leaves) p.leaves.push_back(l.second);
+  return p;
+}
+
 [[noreturn]] void top_level_damage(block_address b, const std::string &why) {
   throw metadata_error(fmt::format("mapping tree (top level): block {}: {}", b, why));
 }
@@ -469,14 +557,18 @@ class data_block_guard : public delta_visitor {
 void delta_metadata(block_io &io, const delta_options &opts, text_sink &out) {
   auto [sb, nr_data_blocks] = select_superblock(io, opts.use_metadata_snap, opts.metadata_snap_location);
 
+  block_cache top(io, 64);
+  auto left = find_mapping_subtree(top, sb.mapping_root, opts.left_dev);
+  if (!left) throw metadata_error(fmt::format("unable to find mapping tree for snap1 ({})", opts.left_dev));
+  auto right = find_mapping_subtree(top, sb.mapping_root, opts.right_dev);
+  if (!right) throw metadata_error(fmt::format("unable to find mapping tree for snap2 ({})", opts.right_dev));
+
   // The walk reads each node once (a shared subtree is passed over unread)
   // and the cursors hold the nodes on their paths themselves, so a small
-  // cache is enough: a large one only costs memory (page faults dominated).
-  block_cache cache(io, 256);
-  auto left = find_mapping_subtree(cache, sb.mapping_root, opts.left_dev);
-  if (!left) throw metadata_error(fmt::format("unable to find mapping tree for snap1 ({})", opts.left_dev));
-  auto right = find_mapping_subtree(cache, sb.mapping_root, opts.right_dev);
-  if (!right) throw metadata_error(fmt::format("unable to find mapping tree for snap2 ({})", opts.right_dev));
+  // cache is enough; the reads themselves come in planned batches.
+  read_plan plan = plan_reads(io, *left, *right);
+  read_plan_io planned(io, std::move(plan.pinned), std::move(plan.leaves));
+  block_cache cache(planned, 256);
 
   // 0.9.0 prints no uuid, flags or version, and metadata_snap when the
   // superblock it reads (the snapshot's own, with -m) records one.
