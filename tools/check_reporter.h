@@ -10,6 +10,7 @@
 #include <string>
 
 #include "persistent-data/block_io.h"
+#include "progress_meter.h"
 #include "thin/check/check.h"
 #include "thin/check/report_json.h"
 
@@ -19,14 +20,17 @@ class console_reporter : public thin::check_reporter {
  public:
   explicit console_reporter(bool quiet) : quiet_(quiet) {}
   thin::json_report *json = nullptr;  // --json: also collects everything here
+  progress_meter *meter = nullptr;    // erased before each line printed
   void stage(const char *name) override {
     if (json) json->stage(name);
     if (quiet_) return;
+    if (meter) meter->erase();
     std::fflush(stdout);
     std::fprintf(stderr, "%s\n", name);
   }
   void info(uint64_t tid, uint64_t free_blocks) override {
     if (quiet_) return;
+    if (meter) meter->erase();
     std::fflush(stderr);
     std::printf("TRANSACTION_ID=%llu\nMETADATA_FREE_BLOCKS=%llu\n", static_cast<unsigned long long>(tid),
                 static_cast<unsigned long long>(free_blocks));
@@ -38,6 +42,7 @@ class console_reporter : public thin::check_reporter {
     // Stale space-map hints are not problems (0.9.0 and 1.x stay silent on
     // them too); --auto-repair rewrites them.
     if (quiet_ || d.hint) return;
+    if (meter) meter->erase();
     std::fprintf(stderr, "  %s%s\n", d.fatal ? "" : "(non-fatal) ", d.what.c_str());
   }
   const std::optional<std::string> &first_fatal() const { return first_fatal_; }

@@ -69,6 +69,18 @@ void command::superblock_overrides(thin::superblock_overrides &o) {
   number("--nr-data-blocks", o.nr_data_blocks);
 }
 
+void command::progress_option() {
+  // Hidden (no usage text names it): for tests under a pseudo-terminal.
+  number("--progress-delay-ms", progress_delay_ms_, 0, 3600 * 1000);
+}
+
+std::unique_ptr<progress_meter> command::meter(bool quiet, bool keep_final_line) const {
+  progress_timing t;
+  t.delay = std::chrono::milliseconds(progress_delay_ms_);
+  t.keep_final_line = keep_final_line;
+  return stderr_meter(quiet, t);
+}
+
 void command::metadata_snap(bool &present, std::optional<uint64_t> &block) {
   snap_present_ = &present;
   snap_block_ = &block;

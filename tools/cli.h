@@ -44,6 +44,7 @@
 #include <CLI/CLI.hpp>
 #include <getopt.h>
 
+#include "progress_meter.h"
 #include "thin/ir/emitter.h"
 #include "tool_support.h"
 
@@ -115,6 +116,15 @@ class command {
   // thin_metadata_size uses " - ").
   void error_separator(std::string sep) { sep_ = std::move(sep); }
 
+  // Progress on a terminal (progress_meter.h) for a tool whose work can be
+  // long: call progress_option() before parse() (it adds the hidden
+  // --progress-delay-ms, for tests: 0 shows progress at once), and meter()
+  // after it. meter() is nullptr (nothing shown) with `quiet` or when stderr
+  // is not a terminal. `keep_final_line` false: the line is erased when the
+  // work ends (results follow on stdout).
+  void progress_option();
+  std::unique_ptr<progress_meter> meter(bool quiet, bool keep_final_line = true) const;
+
   // Errors after parsing are silent while `quiet` is true (thin_check -q).
   void errors_follow(const bool &quiet) { quiet_ = &quiet; }
 
@@ -149,6 +159,7 @@ class command {
   CLI::App app_;
   bool help_ = false, version_ = false;
   const bool *quiet_ = nullptr;
+  uint64_t progress_delay_ms_ = 2000;
   std::deque<number_slot> numbers_;
   bool *snap_present_ = nullptr;
   std::optional<uint64_t> *snap_block_ = nullptr;

@@ -54,6 +54,7 @@ int thin_check_main(std::vector<std::string> args) {
   cmd.flag("--json", json);
   cmd.number("--override-mapping-root", opts.override_mapping_root);
   cmd.positionals("input", inputs);
+  cmd.progress_option();
   if (auto rc = cmd.parse(args)) return *rc;
   cmd.errors_follow(quiet);
 
@@ -83,6 +84,8 @@ int thin_check_main(std::vector<std::string> args) {
     auto io = open_metadata(path, {clear_needs_check || auto_repair, !opts.use_metadata_snap});
     console_reporter rep(quiet || json);
     if (json) rep.json = &json_out;
+    auto meter = cmd.meter(quiet || json);  // progress on a terminal
+    opts.progress = rep.meter = meter.get();
     if (auto_repair) {
       auto ar = repair_leaks(*io, rep, path, "--auto-repair");
       if (!quiet && (ar.metadata_leaks_fixed || ar.data_leaks_fixed))

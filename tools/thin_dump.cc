@@ -51,6 +51,7 @@ int thin_dump_main(std::vector<std::string> args) {
   cmd.flag("--skip-mappings", opts.skip_mappings);
   cmd.superblock_overrides(overrides);
   cmd.positionals("input", inputs);
+  cmd.progress_option();
   if (auto rc = cmd.parse(args)) return *rc;
 
   if (inputs.empty()) return cmd.usage_fail("no input file provided");
@@ -68,13 +69,18 @@ int thin_dump_main(std::vector<std::string> args) {
     std::unique_ptr<thin::emitter> inner = format == "xml" ? thin::make_xml_emitter(out.sink())
                                                            : thin::make_human_readable_emitter(out.sink());
     auto e = thin::make_override_emitter(*inner, overrides);
+    // Progress on a terminal, when the dump goes to a file (not to the terminal).
+    auto meter = cmd.meter(quiet || output.empty() || output == "-");
+    opts.progress = meter.get();
     try {
       if (repair) {
         if (opts.use_metadata_snap) throw usage_error("--repair cannot be combined with --metadata-snap");
         thin::repair_options ro;
         ro.overrides = overrides;
+        ro.progress = meter.get();
         thin::repair_report report;
         thin::repair_dump(*io, ro, *e, report);
+        meter.reset();
         if (!quiet) std::cerr << report.text();
       } else {
         thin::dump_metadata(*io, opts, *e);

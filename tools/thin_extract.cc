@@ -58,6 +58,7 @@ int thin_extract_main(std::vector<std::string> args) {
   cmd.number("--size", size)->multi_option_policy(last);
   cmd.flag("--xml", xml);
   cmd.positionals("input", inputs);
+  cmd.progress_option();
   if (auto rc = cmd.parse(args)) return *rc;
 
   const bool snap = opts.use_metadata_snap;
@@ -89,6 +90,8 @@ int thin_extract_main(std::vector<std::string> args) {
     };
 
     thin::extract_report report;
+    auto meter = cmd.meter(false);  // progress on a terminal
+    opts.progress = meter.get();
     if (xml) {
       std::ifstream in(meta_path, std::ios::binary);
       if (!in) throw usage_error(fmt::format("{}: cannot open: {}", meta_path, std::strerror(errno)));

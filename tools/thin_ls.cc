@@ -44,6 +44,7 @@ int thin_ls_main(std::vector<std::string> args) {
   // The last occurrence wins, as with getopt.
   auto *format_opt = cmd.option("-o,--format", format)->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   cmd.positionals("input", inputs);
+  cmd.progress_option();
   if (auto rc = cmd.parse(args)) return *rc;
 
   if (inputs.empty()) return cmd.usage_fail("no input file provided");
@@ -60,6 +61,8 @@ int thin_ls_main(std::vector<std::string> args) {
   return cmd.run(path, [&] {
     auto io = open_metadata(path, {false, !opts.use_metadata_snap});
     thin::fd_sink sink(STDOUT_FILENO);
+    auto meter = cmd.meter(false, false);  // progress on a terminal, erased before the table
+    opts.progress = meter.get();
     try {
       thin::ls_metadata(*io, opts, sink);
     } catch (const thin::metadata_error &) {

@@ -41,6 +41,7 @@ int thin_repair_main(std::vector<std::string> args) {
   cmd.option("-o,--output", output);
   cmd.superblock_overrides(ro.overrides);
   cmd.positionals("extra", extra);  // older lvm2 passes a stray empty argument
+  cmd.progress_option();
   if (auto rc = cmd.parse(args)) return *rc;
 
   for (auto &x : extra)
@@ -57,6 +58,8 @@ int thin_repair_main(std::vector<std::string> args) {
                                     input, input, output));
     auto out = open_metadata(output, {true, true});
     thin::repair_report report;
+    auto meter = cmd.meter(quiet || json);  // progress on a terminal
+    ro.progress = meter.get();
     {
       thin::restore_emitter restorer(*out);
       thin::abandon_unless_committed guard(restorer);

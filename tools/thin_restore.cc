@@ -39,7 +39,9 @@ std::string too_small(const std::string &input, const std::string &output, uint6
                                 blocks, blocks * pdata::block_size / 1024);
   if (!need && input != "-") {
     text_input again(input);
-    need = thin::metadata_blocks_needed(again.stream(), po);
+    thin::xml_parse_options silent = po;
+    silent.progress = nullptr;
+    need = thin::metadata_blocks_needed(again.stream(), silent);
   }
   if (need) msg += fmt::format("; it needs at least {} blocks ({} KiB)", *need, *need * pdata::block_size / 1024);
   return msg;
@@ -56,6 +58,7 @@ int thin_restore_main(std::vector<std::string> args) {
   cmd.option("-i,--input", input);
   cmd.option("-o,--output", output);
   cmd.superblock_overrides(po.overrides);
+  cmd.progress_option();
   if (auto rc = cmd.parse(args)) return *rc;
 
   if (input.empty()) return cmd.fail("no input file provided (-i FILE, or -i - for standard input)");
@@ -65,9 +68,13 @@ int thin_restore_main(std::vector<std::string> args) {
       throw usage_error(fmt::format("{}: input and output are the same file", output));
     text_input in(input);
     auto io = open_metadata(output, {true, true});
+    auto meter = cmd.meter(quiet);  // progress on a terminal: bytes of XML read
+    po.progress = meter.get();
+    po.input_bytes = in.size();
     try {
       thin::restore_emitter restorer(*io);
       thin::abandon_unless_committed guard(restorer, [&](const std::string &why) {
+        if (meter) meter->erase();
         std::cerr << "thin_restore: " << output << ": could not zero the superblock after the failure: " << why
                   << "\n";
       });

@@ -34,6 +34,7 @@ int thin_rmap_main(std::vector<std::string> args) {
   cli::command cmd("thin_rmap", rmap_usage);
   cmd.repeated("--region", region_args);
   cmd.positionals("input", inputs);
+  cmd.progress_option();
   if (auto rc = cmd.parse(args)) return *rc;
 
   std::vector<thin::data_region> regions;
@@ -51,8 +52,9 @@ int thin_rmap_main(std::vector<std::string> args) {
   return cmd.run(path, [&] {
     auto io = open_metadata(path, {false, true});
     thin::fd_sink sink(STDOUT_FILENO);
+    auto meter = cmd.meter(false, false);  // progress on a terminal, erased before the output
     try {
-      thin::rmap_metadata(*io, regions, sink);
+      thin::rmap_metadata(*io, regions, sink, meter.get());
     } catch (const thin::metadata_error &) {
       refuse_xml(*io, path, "thin_rmap");
       throw;

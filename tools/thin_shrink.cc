@@ -77,6 +77,7 @@ int thin_shrink_main(std::vector<std::string> args) {
   cmd.number("--nr-blocks", nr_blocks);
   cmd.flag("--binary", binary);
   cmd.flag("--no-copy", no_copy);
+  cmd.progress_option();
   if (auto rc = cmd.parse(args)) return *rc;
   if (input.empty()) return cmd.fail("no input file provided (-i FILE)");
   if (output.empty()) return cmd.fail("no output file provided (-o FILE)");
@@ -93,6 +94,8 @@ int thin_shrink_main(std::vector<std::string> args) {
 
     std::unique_ptr<pdata::block_io> data;
     if (opts.copy_data) data = open_metadata(data_path, {true, true});
+    auto meter = cmd.meter(false);  // progress on a terminal: the data copy
+    opts.progress = meter.get();
     try {
       if (binary) {
         auto in = open_metadata(input, {false, true});

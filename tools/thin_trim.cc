@@ -75,6 +75,7 @@ int thin_trim_main(std::vector<std::string> args) {
   // 0.9.0 still accepts it; the metadata device is opened exclusively anyway.
   cmd.flag("--pool-inactive", pool_inactive);
   cmd.positionals("extra", extra);
+  cmd.progress_option();
   if (auto rc = cmd.parse(args)) return *rc;
 
   if (meta_path.empty()) return cmd.usage_fail("no metadata device given (--metadata-dev)");
@@ -87,8 +88,9 @@ int thin_trim_main(std::vector<std::string> args) {
     auto io = open_metadata(meta_path, {false, true});
     data_device data(data_path);
     thin::trim_result r;
+    auto meter = cmd.meter(false);  // progress on a terminal
     try {
-      r = thin::trim_data_device(*io, data.target());
+      r = thin::trim_data_device(*io, data.target(), meter.get());
     } catch (const thin::metadata_error &e) {
       throw usage_error(fmt::format("{}: {}", meta_path, e.what()));
     } catch (const pdata::io_error &e) {

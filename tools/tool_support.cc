@@ -110,8 +110,10 @@ text_input::text_input(const std::string &path) {
     file_ = std::make_unique<std::ifstream>(path, std::ios::binary);
     if (!*file_) throw usage_error(fmt::format("{}: cannot open: {}", path, std::strerror(errno)));
     raw = file_.get();
+    if (S_ISREG(st.st_mode)) size_ = static_cast<uint64_t>(st.st_size);
   }
   if (raw->peek() == 0x1f) {  // gzip magic (never the start of XML text)
+    size_ = 0;
     gz_ = std::make_unique<boost::iostreams::filtering_istream>();
     gz_->push(boost::iostreams::gzip_decompressor());
     gz_->push(*raw);

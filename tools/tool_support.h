@@ -57,11 +57,15 @@ class text_input {
  public:
   explicit text_input(const std::string &path);
   std::istream &stream() { return *in_; }
+  // The bytes stream() gives: a regular file's size; 0 when not known
+  // (standard input, a pipe, gzip).
+  uint64_t size() const { return size_; }
 
  private:
   std::unique_ptr<std::ifstream> file_;
   std::unique_ptr<boost::iostreams::filtering_istream> gz_;
   std::istream *in_ = nullptr;
+  uint64_t size_ = 0;
 };
 
 // A text output: standard output ("" or "-"), a new file (fsynced), or gzip

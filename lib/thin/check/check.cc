@@ -61,6 +61,8 @@ class tree_counter {
       : cache_(cache), meta_(nr_meta), data_(nr_data), nr_data_(nr_data), sb_time_(sb_time), report_(report) {}
 
   ref_counts &meta() { return meta_; }
+  // Told of each node read for the first time.
+  void report_progress(pdata::progress &p) { progress_ = &p; }
   ref_counts &data() { return data_; }
   void count_meta(block_address b) {
     if (b < meta_.size()) meta_.inc(b);
@@ -220,6 +222,7 @@ class tree_counter {
         if (on_revisit) on_revisit(b);
         return false;
       }
+      tc_.progress_->advance(1);
       if (on_enter) on_enter(b);
       return true;
     }
@@ -247,6 +250,7 @@ class tree_counter {
   uint32_t sb_time_;
   const std::function<void(damage)> &report_;
   std::unordered_set<block_address> seen_;
+  pdata::progress *progress_ = &pdata::or_null(nullptr);
   std::unordered_map<block_address, uint64_t> memo_;
   std::unordered_set<block_address> damaged_subtrees_;
   std::vector<frame> frames_;
@@ -333,16 +337,29 @@ class checker {
   check_result run() {
     r_.stage("examining superblock");
     if (!pass1_superblock() || opts_.superblock_only) return res_;
-    if (fast_path()) return res_;
+    // Progress: metadata blocks read, of those the metadata space map says
+    // are in use. When the fast path gives up, the exact checker starts over.
+    pdata::progress &p = pdata::or_null(opts_.progress);
+    const uint64_t used = std::min<uint64_t>(live_.metadata_sm_root().nr_allocated.get(), nr_meta_);
+    p.begin("checking metadata", used, "metadata blocks");
+    if (fast_path()) {
+      p.end();
+      return res_;
+    }
+    p.begin("checking metadata", used, "metadata blocks");
     cache_.emplace(io_);
     tc_.emplace(*cache_, nr_meta_, nr_data_, sb_.time, report_);
+    tc_->report_progress(p);
     tc_->count_meta(0);  // the superblock itself
     stage("examining devices tree");
     pass2_devices();
     stage(opts_.skip_mappings ? "examining top level of mapping tree" : "examining mapping tree");
-    if (!pass3_mappings()) return res_;
-    stage("checking space map counts");
-    pass4_space_maps();
+    const bool go_on = pass3_mappings();
+    if (go_on) {
+      stage("checking space map counts");
+      pass4_space_maps();
+    }
+    p.end();
     return res_;
   }
 
@@ -429,7 +446,7 @@ class checker {
   bool fast_path() {
     if (out_ || opts_.exact_only || opts_.use_metadata_snap || opts_.skip_mappings) return false;
     std::vector<damage> hints;
-    if (!detail::fast_check(io_, live_, sb_, r_, skip_stages_, hints)) return false;
+    if (!detail::fast_check(io_, live_, sb_, r_, skip_stages_, hints, opts_.progress)) return false;
     for (auto &h : hints) report(std::move(h));
     res_.fully_examined = true;
     return true;

@@ -23,6 +23,7 @@
 
 #include "thin/check/damage.h"
 #include "persistent-data/block_io.h"
+#include "persistent-data/progress.h"
 
 namespace thin {
 
@@ -34,6 +35,9 @@ struct check_options {
   // Skip the fast path (fast_check.h) and run the exact checker only: same
   // verdict and records, more time and memory. For tests and comparisons.
   bool exact_only = false;
+  // Told of the metadata blocks read (of the used ones the metadata space
+  // map counts) while the trees are examined; nullptr: nobody.
+  pdata::progress *progress = nullptr;
 };
 
 // What --auto-repair did.

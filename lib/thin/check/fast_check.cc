@@ -65,8 +65,9 @@ bool in_range(const leaf_ref &r, uint64_t k) { return k >= r.begin && (r.end == 
 
 class fast_checker {
  public:
-  fast_checker(block_io &io, const superblock &live, const superblock &sb, check_reporter &r, unsigned &stages)
-      : io_(io), live_(live), sb_(sb), r_(r), stages_(stages), nr_meta_(io.nr_blocks()),
+  fast_checker(block_io &io, const superblock &live, const superblock &sb, check_reporter &r, pdata::progress &p,
+               unsigned &stages)
+      : io_(io), live_(live), sb_(sb), r_(r), progress_(p), stages_(stages), nr_meta_(io.nr_blocks()),
         nr_data_(live.data_sm_root().nr_blocks.get()), cache_(io, 256), kind_(nr_meta_, unseen),
         meta_(nr_meta_, 0) {}
 
@@ -121,6 +122,7 @@ class fast_checker {
   block_io &io_;
   const superblock &live_, &sb_;
   check_reporter &r_;
+  pdata::progress &progress_;
   unsigned &stages_;
   const block_address nr_meta_;
   const uint64_t nr_data_;
@@ -231,6 +233,7 @@ void fast_checker::big_tree_ref(block_address b, uint64_t begin, std::optional<u
   if (bufs_.size() <= depth) bufs_.push_back(std::make_unique<block_buffer>());
   unsigned char *buf = bufs_[depth]->raw();
   read_block(b, buf);
+  progress_.advance(1);
   if (validate_btree_node(buf, b, vsize_)) abandon();
   btree_node_view n(buf);
   const uint32_t nr = n.nr_entries();
@@ -327,7 +330,8 @@ void fast_checker::process_leaves(std::vector<leaf_ref> &refs, uint32_t vsize, F
     return true;
   };
   auto decode_run = [&](const run &r, const block_buffer *buf) {
-    for (std::size_t x = r.first; x < r.last;) {
+    uint64_t leaves = 0;
+    for (std::size_t x = r.first; x < r.last; leaves++) {
       const block_address b = refs[x].block;
       std::size_t y = x + 1;
       while (y < r.last && refs[y].block == b) y++;
@@ -341,6 +345,7 @@ void fast_checker::process_leaves(std::vector<leaf_ref> &refs, uint32_t vsize, F
       on_leaf(n, refs.data() + x, refs.data() + y);
       x = y;
     }
+    progress_.advance(leaves);
   };
 
   constexpr std::size_t read_ahead = 4;
@@ -446,6 +451,7 @@ void fast_checker::load_data_space_map(const disk_sm_root &root) {
     const block_address bb = ie.blocknr.get();
     if (bb >= nr_meta_ || kind_[bb] != unseen) abandon();  // also: two bitmaps in one block
     read_block(bb, buf.raw());
+    progress_.advance(1);
     auto *hdr = reinterpret_cast<const bitmap_header_disk *>(buf.raw());
     if (hdr->blocknr.get() != bb || !checksum_ok(buf.raw(), checksum_salt::bitmap)) abandon();
     mark(bb, data_index_node);
@@ -618,10 +624,10 @@ std::vector<damage> fast_checker::hints() const {
 }  // namespace
 
 bool fast_check(block_io &io, const superblock &live, const superblock &sb, check_reporter &r,
-                unsigned &stages_announced, std::vector<damage> &hints) {
+                unsigned &stages_announced, std::vector<damage> &hints, pdata::progress *p) {
   stages_announced = 0;
   try {
-    fast_checker fc(io, live, sb, r, stages_announced);
+    fast_checker fc(io, live, sb, r, pdata::or_null(p), stages_announced);
     if (!fc.run()) return false;
     hints = fc.hints();
     return true;

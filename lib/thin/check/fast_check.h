@@ -32,6 +32,7 @@
 #include <string>
 #include <vector>
 
+#include "persistent-data/progress.h"
 #include "thin/check/check.h"
 #include "thin/format/superblock.h"
 
@@ -42,7 +43,10 @@ namespace thin::detail {
 // checker must decide; `stages_announced` says how many stages were announced.
 // On success `hints` receives the stale space-map hints found (damage::hint
 // records of the same catalogue problems, in the exact checker's order).
+// `p` (when given) is advanced by the metadata blocks read (internal nodes as they are
+// read, leaves per run as this thread decodes them, the data bitmaps); the
+// caller begins and ends it.
 bool fast_check(pdata::block_io &io, const superblock &live, const superblock &sb, check_reporter &r,
-                unsigned &stages_announced, std::vector<damage> &hints);
+                unsigned &stages_announced, std::vector<damage> &hints, pdata::progress *p = nullptr);
 
 }  // namespace thin::detail

@@ -206,8 +206,8 @@ class mapping_reader {
   // Mappings that break a rule of invariants.h are refused (thin_restore
   // would refuse the dump): `nr_data_blocks` is the data device's size,
   // `sb_time` the time of the superblock being dumped.
-  mapping_reader(chunk_pipe &p, uint64_t nr_data_blocks, uint32_t sb_time)
-      : pipe_(p), nr_data_blocks_(nr_data_blocks), sb_time_(sb_time) {}
+  mapping_reader(chunk_pipe &p, uint64_t nr_data_blocks, uint32_t sb_time, progress &prog)
+      : pipe_(p), nr_data_blocks_(nr_data_blocks), sb_time_(sb_time), progress_(prog) {}
   ~mapping_reader() {
     if (cur_) pipe_.recycle(std::move(cur_));
   }
@@ -242,6 +242,7 @@ class mapping_reader {
                   dev_id, keys[i], db));
             runs.add(keys[i], db, t);
           }
+          progress_.advance(n);
           pos_ += 2 + 2 * n;
           break;
         }
@@ -274,6 +275,7 @@ class mapping_reader {
   chunk_pipe &pipe_;
   uint64_t nr_data_blocks_;
   uint32_t sb_time_;
+  progress &progress_;
   data_block_set mapped_;  // of the device being read (invariants.h: no data block twice)
   std::unique_ptr<chunk> cur_;
   std::size_t pos_ = 0;
@@ -304,6 +306,7 @@ void dump_metadata(block_io &io, const dump_options &opts, emitter &e) {
   // The cache belongs to the walking thread from here on.
   std::unique_ptr<mapping_walker> walker;
   std::unique_ptr<mapping_reader> reader;
+  progress &prog = or_null(opts.progress);
   if (!opts.skip_mappings && !devices.empty()) {
     std::vector<block_address> roots;
     for (auto &d : devices) roots.push_back(d.second);
@@ -312,7 +315,11 @@ void dump_metadata(block_io &io, const dump_options &opts, emitter &e) {
     // metadata snapshot (whose superblock records none).
     const uint64_t data_device_blocks =
         opts.use_metadata_snap ? read_superblock(io, 0).data_sm_root().nr_blocks.get() : nr_data_blocks;
-    reader = std::make_unique<mapping_reader>(walker->pipe(), data_device_blocks, sb.time);
+    reader = std::make_unique<mapping_reader>(walker->pipe(), data_device_blocks, sb.time, prog);
+    uint64_t total = 0;
+    for (auto &d : devices)
+      if (auto it = details.find(d.first); it != details.end()) total += it->second.mapped_blocks;
+    prog.begin("dumping mappings", total, "mappings");
   }
   for (auto &[dev_id, root] : devices) {
     auto it = details.find(dev_id);
@@ -327,6 +334,7 @@ void dump_metadata(block_io &io, const dump_options &opts, emitter &e) {
   reader.reset();
   walker.reset();
   e.end_superblock();
+  prog.end();
 }
 
 }  // namespace thin

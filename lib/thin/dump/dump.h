@@ -7,6 +7,7 @@
 
 #include "thin/ir/emitter.h"
 #include "persistent-data/block_io.h"
+#include "persistent-data/progress.h"
 
 namespace thin {
 
@@ -18,6 +19,9 @@ struct dump_options {
   // Only these devices (all when empty).
   std::set<uint64_t> dev_ids;
   bool skip_mappings = false;
+  // Told of the mappings emitted, of those the devices' details record;
+  // nullptr: nobody.
+  pdata::progress *progress = nullptr;
 };
 
 // Dumps the metadata on `io`. Throws metadata_error (naming the block and what

@@ -410,10 +410,13 @@ extract_report extract_from_metadata(pdata::block_io &metadata, data_reader &dat
     d.use_metadata_snap = true;
     d.metadata_snap_location = opts.metadata_snap_location;
     if (opts.dev_id) d.dev_ids.insert(*opts.dev_id);
+    d.progress = opts.progress;
     dump_metadata(metadata, d, e);
   } else {
     repair_report r;
-    repair_dump(metadata, repair_options{}, e, r);
+    repair_options ro;
+    ro.progress = opts.progress;
+    repair_dump(metadata, ro, e, r);
     for (auto &l : r.lost) {
       if (opts.dev_id && l.dev && *l.dev != *opts.dev_id) continue;
       if (opts.dev_id && !l.dev && l.keys && !l.keys->contains(*opts.dev_id)) continue;
@@ -429,7 +432,9 @@ extract_report extract_from_xml(std::istream &xml, data_reader &data, const extr
                                 const open_volume &open) {
   extract_report report;
   extract_emitter e(data, opts, open, report);
-  parse_xml(xml, e);
+  xml_parse_options po;
+  po.progress = opts.progress;
+  parse_xml(xml, e, po);
   check_found(e, opts, report);
   return report;
 }

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "persistent-data/block_io.h"
+#include "persistent-data/progress.h"
 #include "persistent-data/btree_walk.h"
 
 namespace thin {
@@ -88,6 +89,9 @@ struct extract_options {
   bool use_metadata_snap = false;
   std::optional<uint64_t> metadata_snap_location;
   std::size_t max_io = 8u << 20;  // bytes per read of the data device
+  // Told of the mappings gone over (binary metadata) or of the XML bytes
+  // read; nullptr: nobody.
+  pdata::progress *progress = nullptr;
 };
 
 struct extracted_device {

@@ -125,9 +125,12 @@ class xml_reader {
     // the next read; a chunk without any newline goes to expat as it is.
     std::unique_ptr<char[]> buf(new char[2 * chunk_size]);
     std::size_t have = 0;
+    pdata::progress &prog = pdata::or_null(opts_.progress);
+    prog.begin("reading XML", opts_.input_bytes, "bytes");
     for (;;) {
       std::streamsize n = read_chunk(in, buf.get() + have);
       have += static_cast<std::size_t>(n);
+      prog.advance(static_cast<uint64_t>(n));
       const bool final = in.eof();
       std::size_t upto = have;
       if (!final) {
@@ -145,6 +148,7 @@ class xml_reader {
     // Expat has seen the whole document, well formed, root closed.
     if (!superblock_closed_) throw xml_error(current_line(), "the input ends before </superblock>");
     notify_at(superblock_end_line_, [&] { e_.end_superblock(); });
+    prog.end();
   }
 
  private:

@@ -14,6 +14,7 @@
 #include <string>
 
 #include "persistent-data/errors.h"
+#include "persistent-data/progress.h"
 #include "thin/ir/emitter.h"
 
 namespace thin {
@@ -38,6 +39,10 @@ struct xml_parse_options {
   // Applied to the <superblock> values before they are validated and before
   // begin_superblock (thin_restore --transaction-id and friends).
   superblock_overrides overrides;
+  // Told of the input bytes read, of `input_bytes` (0: the size is not
+  // known, e.g. standard input or gzip); nullptr: nobody.
+  pdata::progress *progress = nullptr;
+  uint64_t input_bytes = 0;
 };
 
 // Reads thin_dump XML from `in` in 1 MiB chunks, calling `e` in document

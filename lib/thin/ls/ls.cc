@@ -131,7 +131,8 @@ struct node_info {
 }  // namespace
 
 std::map<uint64_t, uint64_t> count_exclusive_blocks(block_cache &cache,
-                                                    const std::map<uint64_t, block_address> &roots) {
+                                                    const std::map<uint64_t, block_address> &roots, progress *p) {
+  progress &prog = or_null(p);
   std::vector<node_info> nodes;
   std::unordered_map<block_address, uint32_t> index;
   std::vector<uint32_t> children;
@@ -164,6 +165,7 @@ std::map<uint64_t, uint64_t> count_exclusive_blocks(block_cache &cache,
       mapping_damage(b, e.what());
     }
     if (auto err = validate_btree_node(buf->raw(), b, 8)) mapping_damage(b, *err);
+    prog.advance(1);
     btree_node_view n(buf->raw());
     if (n.is_leaf()) {
       // Counted once here; a leaf more devices reach is topped up below.
@@ -313,7 +315,11 @@ void ls_metadata(block_io &io, const ls_options &opts, text_sink &out) {
       if (details.count(dev)) roots[dev] = root;
     for (auto &[dev, d] : details)
       if (!roots.count(dev)) throw metadata_error(fmt::format("device {} has no mapping tree", dev));
-    exclusive = count_exclusive_blocks(cache, roots);
+    progress &prog = or_null(opts.progress);
+    prog.begin("counting shared blocks", read_superblock(io, 0).metadata_sm_root().nr_allocated.get(),
+               "metadata blocks");
+    exclusive = count_exclusive_blocks(cache, roots, &prog);
+    prog.end();
   }
 
   // 0.9.0's grid: every column right-aligned to its widest cell, each cell

@@ -23,6 +23,7 @@
 
 #include "persistent-data/block_cache.h"
 #include "persistent-data/block_io.h"
+#include "persistent-data/progress.h"
 #include "thin/ir/text_sink.h"
 
 namespace thin {
@@ -61,6 +62,9 @@ struct ls_options {
   // An explicit location must match the one the superblock records.
   bool use_metadata_snap = false;
   std::optional<uint64_t> metadata_snap_location;
+  // Told of the mapping tree nodes read (for the exclusive counts), of the
+  // used metadata blocks; nullptr: nobody.
+  pdata::progress *progress = nullptr;
 };
 
 // A size in sectors as 0.9.0 prints it: "0", "1023KiB", "64MiB", ... (whole
@@ -71,8 +75,10 @@ std::string format_sectors(uint64_t sectors);
 // Blocks mapped by exactly one device (counting every device path to a leaf),
 // for each of `roots` (dev_id -> mapping subtree root). Throws metadata_error
 // on damage (an unreadable or invalid node, a cycle), naming the node.
+// `p` (when given) is advanced by each node read.
 std::map<uint64_t, uint64_t> count_exclusive_blocks(pdata::block_cache &cache,
-                                                    const std::map<uint64_t, pdata::block_address> &roots);
+                                                    const std::map<uint64_t, pdata::block_address> &roots,
+                                                    pdata::progress *p = nullptr);
 
 // Prints the table for the metadata on `io`. Throws metadata_error (nothing
 // printed) when the metadata cannot be read.

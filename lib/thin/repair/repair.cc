@@ -187,7 +187,7 @@ struct scan_result {
   std::vector<block_address> details_leaves, index_blocks;
 };
 
-scan_result scan_metadata(block_io &io) {
+scan_result scan_metadata(block_io &io, progress &prog) {
   scan_result s;
   const block_address n = s.n = io.nr_blocks();
   s.kind.assign(n, 0);
@@ -196,8 +196,10 @@ scan_result scan_metadata(block_io &io) {
   std::vector<std::pair<block_address, std::vector<std::pair<uint64_t, uint64_t>>>> l0_like;
   const std::size_t chunk = 256;
   std::vector<unsigned char> buf(chunk * block_size);
+  prog.begin("scanning metadata", n, "metadata blocks");
   for (block_address start = 1; start < n; start += chunk) {
     std::size_t count = static_cast<std::size_t>(std::min<block_address>(chunk, n - start));
+    prog.set(start);
     try {
       io.read(start, buf.data(), count);
     } catch (const io_error &) {
@@ -306,7 +308,13 @@ class repairer {
 
  private:
   scan_result &scan() {
-    if (!scan_) scan_ = scan_metadata(io_);
+    if (!scan_) {
+      // A phase of its own before the mappings are recovered; silent when
+      // a device's lost details send for it during that phase.
+      progress &prog = or_null(writing_ ? nullptr : opts_.progress);
+      scan_ = scan_metadata(io_, prog);
+      prog.end();
+    }
     return *scan_;
   }
   const subtree_summary &subtree(block_address root) {
@@ -350,6 +358,7 @@ class repairer {
   std::optional<sm_view> live_sm_;
   std::map<block_address, subtree_summary> subtrees_;
   block_address details_root_ = 0, mapping_root_ = 0;
+  bool writing_ = false;  // the mappings are being recovered (and progress told of them)
 };
 
 tree_summary repairer::summarise_mappings(block_address root) {
@@ -645,10 +654,17 @@ void repairer::run() {
 
   const superblock_info si = superblock_values(details, devices);
   e_.begin_superblock(si);
+  progress &prog = or_null(opts_.progress);
+  writing_ = true;
+  uint64_t total = 0;
+  for (auto &d : devices)
+    if (auto it = details.find(d.first); it != details.end()) total += it->second.mapped_blocks;
+  prog.begin("recovering mappings", total, "mappings");
   data_block_set mapped;  // of the device being written
   for (auto &[dev, root] : devices) write_device(dev, root, details, details_lost, si, mapped);
   report_devices_without_trees(details, devices);
   e_.end_superblock();
+  prog.end();
 }
 
 // The superblock, and the tree roots (its own, else chosen by scanning).
@@ -830,6 +846,7 @@ void repairer::write_device(uint64_t dev, block_address root, const std::map<uin
       runs.add(v.key(k), unpack_block(bt), unpack_time(bt));
       count++;
     }
+    or_null(opts_.progress).advance(v.nr_entries());
   };
   c.on_damage = [&](const btree_damage &d) {
     damaged = true;

@@ -20,12 +20,16 @@
 #include "thin/ir/emitter.h"
 #include "persistent-data/block_io.h"
 #include "persistent-data/btree_walk.h"
+#include "persistent-data/progress.h"
 
 namespace thin {
 
 struct repair_options {
   // Needed when the superblock is unreadable (data_block_size at least).
   superblock_overrides overrides;
+  // Told of the mappings recovered, of those the devices' details record;
+  // nullptr: nobody.
+  pdata::progress *progress = nullptr;
 };
 
 struct lost_range {

@@ -53,8 +53,9 @@ data_region parse_data_region(const std::string &text) {
   return {*begin, *end};
 }
 
-std::vector<rmap_run> reverse_map(block_io &io, const std::vector<data_region> &regions) {
+std::vector<rmap_run> reverse_map(block_io &io, const std::vector<data_region> &regions, progress *p) {
   superblock sb = read_superblock(io);
+  progress &prog = or_null(p);
   block_cache cache(io);
   auto on_damage = [](const btree_damage &d) {
     throw metadata_error(fmt::format("mapping tree: block {}: {} (keys {})", d.block, d.what, to_string(d.keys)));
@@ -89,9 +90,11 @@ std::vector<rmap_run> reverse_map(block_io &io, const std::vector<data_region> &
   // lowest device id only.
   class walker : public btree_visitor {
    public:
-    explicit walker(const std::function<void(uint64_t, uint64_t)> &fn) : fn_(fn) {}
+    walker(const std::function<void(uint64_t, uint64_t)> &fn, progress &p) : fn_(fn), progress_(p) {}
     bool visit_node(block_address b, const btree_node_view &, const key_range &, unsigned) override {
-      return seen_.insert(b).second;
+      if (!seen_.insert(b).second) return false;
+      progress_.advance(1);
+      return true;
     }
     void visit_leaf(block_address, const btree_node_view &n, const key_range &) override {
       for (uint32_t i = 0; i < n.nr_entries(); i++) fn_(n.key(i), unpack_block(n.value64(i)));
@@ -102,14 +105,17 @@ std::vector<rmap_run> reverse_map(block_io &io, const std::vector<data_region> &
 
    private:
     const std::function<void(uint64_t, uint64_t)> &fn_;
+    progress &progress_;
     std::unordered_set<block_address> seen_;
   };
   const std::function<void(uint64_t, uint64_t)> fn = visit;
-  walker w(fn);
+  walker w(fn, prog);
+  prog.begin("mapping data blocks back", sb.metadata_sm_root().nr_allocated.get(), "metadata blocks");
   for (auto &[dev64, root] : top) {
     dev = static_cast<uint32_t>(dev64);
     walk_btree(cache, root, 8, w);
   }
+  prog.end();
   if (cur) runs.push_back(*cur);
   // The same (unstable) sort on the same sequence as 0.9.0, so runs that
   // start at the same data block come out in the same order.
@@ -117,8 +123,8 @@ std::vector<rmap_run> reverse_map(block_io &io, const std::vector<data_region> &
   return runs;
 }
 
-void rmap_metadata(block_io &io, const std::vector<data_region> &regions, text_sink &out) {
-  auto runs = reverse_map(io, regions);
+void rmap_metadata(block_io &io, const std::vector<data_region> &regions, text_sink &out, progress *p) {
+  auto runs = reverse_map(io, regions, p);
   std::string text;
   for (auto &r : runs) {
     fmt::format_to(std::back_inserter(text), "data {}..{} -> thin({}) {}..{}\n", r.data_begin, r.data_end, r.dev,

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "persistent-data/block_io.h"
+#include "persistent-data/progress.h"
 #include "thin/ir/text_sink.h"
 
 namespace thin {
@@ -35,9 +36,13 @@ struct rmap_run {
 
 // The runs for `regions` in the live metadata on `io`, in output order.
 // Throws metadata_error on an unusable superblock or damaged mapping tree.
-std::vector<rmap_run> reverse_map(pdata::block_io &io, const std::vector<data_region> &regions);
+// `p` (when given) is told of the mapping tree nodes read, of the used
+// metadata blocks.
+std::vector<rmap_run> reverse_map(pdata::block_io &io, const std::vector<data_region> &regions,
+                                  pdata::progress *p = nullptr);
 
 // Prints the runs as 0.9.0's lines.
-void rmap_metadata(pdata::block_io &io, const std::vector<data_region> &regions, text_sink &out);
+void rmap_metadata(pdata::block_io &io, const std::vector<data_region> &regions, text_sink &out,
+                   pdata::progress *p = nullptr);
 
 }  // namespace thin

@@ -119,7 +119,8 @@ void check_plan(const collector &c, const shrink_options &opts) {
 }
 
 // Step 2: the copies, then a flush, before any metadata points at them.
-uint64_t copy_data(pdata::block_io &data, const std::vector<block_move> &moves, uint32_t data_block_size) {
+uint64_t copy_data(pdata::block_io &data, const std::vector<block_move> &moves, uint32_t data_block_size,
+                   pdata::progress &prog) {
   if (moves.empty()) return 0;
   if (data_block_size == 0 || data_block_size % pdata::sectors_per_block)
     throw shrink_error(fmt::format("data block size {} sectors is not a multiple of {} (4 KiB)", data_block_size,
@@ -132,15 +133,19 @@ uint64_t copy_data(pdata::block_io &data, const std::vector<block_move> &moves, 
                                    data.nr_blocks() / k, highest - 1));
   const uint64_t per_batch = std::max<uint64_t>(1, 256 / k);
   std::vector<unsigned char> buf(per_batch * k * pdata::block_size);
-  uint64_t moved = 0;
+  uint64_t moved = 0, total = 0;
+  for (auto &m : moves) total += m.end - m.begin;
+  prog.begin("moving data blocks", total, "data blocks");
   for (auto &m : moves)
     for (uint64_t b = m.begin; b < m.end; b += per_batch) {
       const uint64_t n = std::min(per_batch, m.end - b);
       data.read(b * k, buf.data(), n * k);
       data.write((m.to + (b - m.begin)) * k, buf.data(), n * k);
       moved += n;
+      prog.advance(n);
     }
   data.flush();
+  prog.end();
   return moved;
 }
 
@@ -151,7 +156,7 @@ shrink_stats run_copy(const collector &c, const std::vector<block_move> &moves, 
   st.mapped_ranges_moved = moves.size();
   if (opts.copy_data) {
     if (!data) throw shrink_error("no data device given");
-    st.data_blocks_moved = copy_data(*data, moves, c.sb().data_block_size);
+    st.data_blocks_moved = copy_data(*data, moves, c.sb().data_block_size, pdata::or_null(opts.progress));
   }
   return st;
 }

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "persistent-data/block_io.h"
+#include "persistent-data/progress.h"
 #include "thin/ir/emitter.h"
 #include "thin/ir/text_sink.h"
 
@@ -39,6 +40,8 @@ class shrink_error : public std::runtime_error {
 struct shrink_options {
   uint64_t nr_blocks = 0;  // the new size, in data blocks
   bool copy_data = true;   // false (--no-copy): only rewrite the metadata
+  // Told of the data blocks copied, of those the moves cover; nullptr: nobody.
+  pdata::progress *progress = nullptr;
 };
 
 struct shrink_stats {

@@ -57,7 +57,7 @@ class sm_problems : public pdata::space_map_problem_visitor {
 
 }  // namespace
 
-trim_result trim_data_device(pdata::block_io &metadata, discard_target &data) {
+trim_result trim_data_device(pdata::block_io &metadata, discard_target &data, pdata::progress *p) {
   trim_result res;
   auto refuse = [&](std::vector<std::string> why) {
     res.refused = true;
@@ -66,7 +66,9 @@ trim_result trim_data_device(pdata::block_io &metadata, discard_target &data) {
   };
 
   problem_collector pc;
-  const check_result cr = check_metadata(metadata, check_options{}, pc);
+  check_options co;
+  co.progress = p;
+  const check_result cr = check_metadata(metadata, co, pc);
   if (!cr.superblock_ok || cr.fatal || !cr.fully_examined) {
     if (pc.problems.empty()) pc.problems.push_back("the metadata could not be examined whole");
     return refuse(std::move(pc.problems));
@@ -93,6 +95,8 @@ trim_result trim_data_device(pdata::block_io &metadata, discard_target &data) {
                                "bytes ({} bytes): is it the pool's data device?",
                                data.size(), sm.nr_blocks, bb, pool_bytes)});
 
+  pdata::progress &prog = pdata::or_null(p);
+  prog.begin("discarding unused data blocks", sm.nr_blocks, "data blocks");
   for (uint64_t b = 0; b < sm.nr_blocks;) {
     if (sm.counts.get(b) != 0) {
       b++;
@@ -104,7 +108,9 @@ trim_result trim_data_device(pdata::block_io &metadata, discard_target &data) {
     res.discarded_ranges++;
     res.discarded_blocks += e - b;
     b = e;
+    prog.set(b);
   }
+  prog.end();
   return res;
 }
 

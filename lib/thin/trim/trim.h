@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "persistent-data/block_io.h"
+#include "persistent-data/progress.h"
 
 namespace thin {
 
@@ -52,7 +53,8 @@ struct trim_result {
 
 // Checks `metadata`, then discards every unused data block range on `data`.
 // Throws std::runtime_error when a discard fails (earlier ones stay done:
-// they only dropped unused blocks).
-trim_result trim_data_device(pdata::block_io &metadata, discard_target &data);
+// they only dropped unused blocks). `p` (when given) is told of the check
+// (metadata blocks), then of the data blocks gone over for discarding.
+trim_result trim_data_device(pdata::block_io &metadata, discard_target &data, pdata::progress *p = nullptr);
 
 }  // namespace thin
