@@ -15,16 +15,19 @@ scripts/build.sh build
 step "the release build"
 (cd build && ctest -j "$(nproc)" --output-on-failure)
 step "the release tests"
-scripts/build.sh build-asan -DTHINKIT_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
-step "the sanitizer build"
+# One clang build serves the sanitizer suite and the fuzzers: everything is
+# compiled once with ASan + UBSan and libFuzzer's coverage instrumentation
+# (THINKIT_FUZZ); only the harnesses link libFuzzer itself.
+scripts/build.sh build-asan -DTHINKIT_SANITIZE=ON -DTHINKIT_FUZZ=ON -DCMAKE_CXX_COMPILER=clang++ \
+  -DCMAKE_BUILD_TYPE=Debug
+cmake --build build-asan -j "$(nproc)" --target fuzzers
+step "the sanitizer and fuzzer build (clang)"
 # Under the sanitizers every suite runs except the heaviest parametrisations:
 # the checker's, the fast path's and thin_repair's damage corpora and the
 # reference-count corpus of the large `btree` fixture, the Debian package
 # test, --json over the damage corpus, thin_ls over 1,000 snapshots, the
-# 2^32-block pool, and the
-# one-million-mapping round trip. They run in full above, and the same code
-# paths run here on the smaller fixtures and pools; this keeps CI (2 cores)
-# well under 15 minutes.
+# 2^32-block pool, and the one-million-mapping round trip. They run in full
+# above, and the same code paths run here on the smaller fixtures and pools.
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest -j "$(nproc)" --output-on-failure -E '(^check_damage_btree\.|^check_fast_path_btree\.|^repair_damage_btree\.|/btree( |$)|one_million|^packaging\.|^check_json\.lists_the_same_problems_as_the_text_output_on_a_sample|^thin_ls\.reads_each_shared_node_once_for_a_thousand|^big_pool\.)')
 step "the sanitizer tests"
@@ -40,21 +43,16 @@ cmake --build build-tsan -j "$(nproc)" --target thinkit_tsan_tests
 TSAN_OPTIONS=halt_on_error=1:abort_on_error=1:second_deadlock_stack=1 build-tsan/tests/thinkit_tsan_tests \
   --gtest_filter='check_fast_path_hints.*:thin_restore.a_power_cut*:thin_restore.def_and_ref*'
 step "ThreadSanitizer"
-# The libFuzzer harnesses (fuzz/, clang): build them (the libraries and the
-# harnesses only) and run each on its seed corpus for a bounded time, two at
-# a time; new inputs go to a scratch directory, never into fuzz/corpus/. Any
-# crash, leak, timeout or harness assertion fails the run. Long runs:
-# fuzz/run.sh (fuzz/README.md).
-cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ -DTHINKIT_FUZZ=ON \
-  -DTHINKIT_TESTS=OFF >/dev/null
-cmake --build build-fuzz -j "$(nproc)" --target fuzzers
-step "the fuzzer build"
+# The libFuzzer harnesses (fuzz/, built above in build-asan): each runs on its
+# seed corpus for a bounded time, two at a time; new inputs go to a scratch
+# directory, never into fuzz/corpus/. Any crash, leak, timeout or harness
+# assertion fails the run. Long runs: fuzz/run.sh (fuzz/README.md).
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 for h in check roundtrip restore repair delta audit; do echo "$h"; done | xargs -P 2 -I H sh -c '
   mkdir -p "$1/H" && extra="" && [ H = restore ] && extra="-dict=fuzz/xml.dict"
   ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    build-fuzz/fuzz/fuzz_H -seed=1 -runs=20000 -max_total_time=10 -timeout=20 $extra \
+    build-asan/fuzz/fuzz_H -seed=1 -runs=20000 -max_total_time=10 -timeout=20 $extra \
       -artifact_prefix="$1/H-" "$1/H" fuzz/corpus/H >"$1/H.log" 2>&1 \
     || { cat "$1/H.log"; echo "fuzz smoke: H failed"; exit 255; }
   echo "fuzz smoke: H: $(grep -E "^#[0-9]+" "$1/H.log" | tail -1)"' sh "$scratch"

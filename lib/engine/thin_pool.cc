@@ -10,8 +10,9 @@ namespace thin {
 
 using namespace pdata;
 
-thin_pool::thin_pool(block_io &meta, block_io &data, const pool_options &opts, std::unique_ptr<pool_metadata> md)
-    : meta_(meta), data_(data), opts_(opts), md_(std::move(md)) {}
+// The metadata device is held by `md` (pool_metadata writes through it).
+thin_pool::thin_pool(block_io &, block_io &data, const pool_options &opts, std::unique_ptr<pool_metadata> md)
+    : data_(data), opts_(opts), md_(std::move(md)) {}
 
 std::unique_ptr<thin_pool> thin_pool::format(block_io &meta, block_io &data, const pool_options &opts) {
   if (opts.data_block_size < min_data_block_size || opts.data_block_size > max_data_block_size ||

@@ -93,7 +93,6 @@ class thin_pool {
   void zero_block(uint64_t block);
   void tick();
 
-  pdata::block_io &meta_;
   pdata::block_io &data_;
   pool_options opts_;
   std::unique_ptr<pool_metadata> md_;
