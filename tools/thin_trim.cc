@@ -3,13 +3,8 @@
 // thin::trim_data_device (which checks the metadata first and discards
 // nothing when it is damaged), maps the result to an exit code.
 #include <fcntl.h>
-#include <linux/fs.h>
-#include <sys/ioctl.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
-#include <cerrno>
-#include <cstring>
 #include <iostream>
 
 #include <fmt/format.h>
@@ -36,23 +31,13 @@ const char *trim_usage =
 class data_device {
  public:
   explicit data_device(const std::string &path) {
-    struct stat st;
-    if (::stat(path.c_str(), &st) != 0) throw usage_error(fmt::format("{}: {}", path, std::strerror(errno)));
-    const bool blockdev = S_ISBLK(st.st_mode);
-    if (!blockdev && !S_ISREG(st.st_mode))
-      throw usage_error(fmt::format("{}: not a regular file or block device", path));
-    fd_ = ::open(path.c_str(), O_WRONLY | O_CLOEXEC | (blockdev ? O_EXCL : 0));
-    if (fd_ < 0) {
-      if (blockdev && errno == EBUSY)
-        throw usage_error(fmt::format("{}: device is in use (is the pool active?)", path));
-      throw usage_error(fmt::format("{}: cannot open for writing: {}", path, std::strerror(errno)));
-    }
-    uint64_t size = static_cast<uint64_t>(st.st_size);
-    if (blockdev && ::ioctl(fd_, BLKGETSIZE64, &size) != 0) {
-      int e = errno;
-      ::close(fd_);
-      throw usage_error(fmt::format("{}: cannot read the device size: {}", path, std::strerror(e)));
-    }
+    device_open how;
+    how.flags = O_WRONLY;
+    how.blockdev_flags = O_EXCL;
+    how.busy = "device is in use (is the pool active?)";
+    how.cannot = "cannot open for writing";
+    const auto [fd, size, blockdev] = open_device(path, how);
+    fd_ = fd;
     target_ = std::make_unique<thin::fd_discard_target>(fd_, size, blockdev);
   }
   ~data_device() { ::close(fd_); }

@@ -41,33 +41,35 @@ bool starts_like_xml(const unsigned char *p, std::size_t len) {
 
 }  // namespace
 
-std::unique_ptr<pdata::block_io> open_metadata(const std::string &path, const input_options &opts) {
+opened_device open_device(const std::string &path, const device_open &how) {
   struct stat st;
-  if (::stat(path.c_str(), &st) != 0)
-    throw usage_error(fmt::format("{}: {}", path, std::strerror(errno)));
-  if (S_ISDIR(st.st_mode)) throw usage_error(fmt::format("{}: is a directory, not thin-pool metadata", path));
-  const bool blockdev = S_ISBLK(st.st_mode);
-  if (!blockdev && !S_ISREG(st.st_mode))
+  if (::stat(path.c_str(), &st) != 0) throw usage_error(fmt::format("{}: {}", path, std::strerror(errno)));
+  if (S_ISDIR(st.st_mode) && !how.directory.empty()) throw usage_error(fmt::format("{}: {}", path, how.directory));
+  opened_device d;
+  d.blockdev = S_ISBLK(st.st_mode);
+  if (!d.blockdev && !S_ISREG(st.st_mode))
     throw usage_error(fmt::format("{}: not a regular file or block device", path));
-
-  int flags = (opts.writable ? O_RDWR : O_RDONLY) | O_CLOEXEC;
-  if (blockdev) {
-    flags |= O_DIRECT;
-    if (opts.exclusive) flags |= O_EXCL;
+  d.fd = ::open(path.c_str(), how.flags | O_CLOEXEC | (d.blockdev ? how.blockdev_flags : 0));
+  if (d.fd < 0) {
+    if (d.blockdev && errno == EBUSY) throw usage_error(fmt::format("{}: {}", path, how.busy));
+    throw usage_error(fmt::format("{}: {}: {}", path, how.cannot, std::strerror(errno)));
   }
-  int fd = ::open(path.c_str(), flags);
-  if (fd < 0) {
-    if (blockdev && errno == EBUSY)
-      throw usage_error(fmt::format("{}: device is in use (is the pool active? use -m to read a metadata snapshot)",
-                                    path));
-    throw usage_error(fmt::format("{}: cannot open: {}", path, std::strerror(errno)));
-  }
-  uint64_t size = static_cast<uint64_t>(st.st_size);
-  if (blockdev && ::ioctl(fd, BLKGETSIZE64, &size) != 0) {
+  d.size = static_cast<uint64_t>(st.st_size);
+  if (d.blockdev && ::ioctl(d.fd, BLKGETSIZE64, &d.size) != 0) {
     int e = errno;
-    ::close(fd);
+    ::close(d.fd);
     throw usage_error(fmt::format("{}: cannot read the device size: {}", path, std::strerror(e)));
   }
+  return d;
+}
+
+std::unique_ptr<pdata::block_io> open_metadata(const std::string &path, const input_options &opts) {
+  device_open how;
+  how.flags = opts.writable ? O_RDWR : O_RDONLY;
+  how.blockdev_flags = O_DIRECT | (opts.exclusive ? O_EXCL : 0);
+  how.directory = "is a directory, not thin-pool metadata";
+  how.busy = "device is in use (is the pool active? use -m to read a metadata snapshot)";
+  const auto [fd, size, blockdev] = open_device(path, how);
   if (size < pdata::block_size) {
     // A small thin_dump XML file is a common mistake: say so, not just "too small".
     pdata::block_buffer head{};

@@ -3,6 +3,9 @@
 // version, exit codes. The command-line skeleton itself is cli.h.
 #pragma once
 
+#include <fcntl.h>
+
+#include <cstdint>
 #include <fstream>
 #include <istream>
 #include <memory>
@@ -34,6 +37,26 @@ struct input_options {
   bool writable = false;   // only repair options write to their input
   bool exclusive = true;   // O_EXCL on block devices (not for metadata snapshots)
 };
+
+// A regular file or block device, opened: what stat and open found, and the
+// size in bytes (BLKGETSIZE64 on a block device). Every failure is a
+// usage_error naming the path: `directory` is the message for a directory
+// (empty: "not a regular file or block device"), `busy` the explanation when
+// a block device is in use (EBUSY under O_EXCL), `cannot` the words for any
+// other open failure ("cannot open", "cannot open for writing").
+struct device_open {
+  int flags = O_RDONLY;    // plus O_CLOEXEC
+  int blockdev_flags = 0;  // added on a block device (O_DIRECT, O_EXCL)
+  std::string directory;
+  std::string busy = "device is in use";
+  std::string cannot = "cannot open";
+};
+struct opened_device {
+  int fd = -1;
+  uint64_t size = 0;
+  bool blockdev = false;
+};
+opened_device open_device(const std::string &path, const device_open &how);
 
 // Opens a metadata file or block device after checking that it exists, is not
 // a directory and holds at least one 4 KiB block. Throws usage_error with a
