@@ -6,11 +6,8 @@
 #include <algorithm>
 #include <cstring>
 #include <functional>
-#include <condition_variable>
 #include <map>
 #include <memory>
-#include <mutex>
-#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -19,6 +16,7 @@
 #include "persistent-data/checksum.h"
 #include "persistent-data/count_down.h"
 #include "persistent-data/errors.h"
+#include "persistent-data/run_reader.h"
 #include "persistent-data/space_map_reader.h"
 #include "thin/check/typed_faults.h"
 #include "thin/check/shared_vblocks.h"
@@ -58,7 +56,7 @@ struct leaf_ref {
 };
 static_assert(sizeof(leaf_ref) == 24);
 
-constexpr std::size_t max_run_blocks = 256;  // 1 MiB reads
+constexpr block_address max_run_blocks = 256;  // 1 MiB reads
 constexpr block_address max_gap = 4;          // unused blocks read rather than split a run
 
 bool in_range(const leaf_ref &r, uint64_t k) { return k >= r.begin && (r.end == 0 || k < r.end); }
@@ -293,32 +291,18 @@ void fast_checker::walk_devices(const std::vector<std::pair<uint64_t, block_addr
   }
 }
 
-// Reads the leaves listed in `refs` in block order, in runs of up to 1 MiB,
-// validating each physical leaf once (checksum, header, key order) and every
-// reference's key range; on_leaf(node, first, last) gets each leaf with its
-// references [first, last). With more than a few runs, a reader thread reads
-// and validates runs ahead (a ring of read_ahead buffers) while this thread
-// decodes them; the reader is the only thread doing I/O meanwhile.
+// Reads the leaves listed in `refs` in block order, in runs of up to 1 MiB
+// on a reader thread (persistent-data/run_reader.h), validating each
+// physical leaf once (checksum, header, key order) there and every
+// reference's key range here; on_leaf(node, first, last) gets each leaf with
+// its references [first, last).
 template <typename F>
 void fast_checker::process_leaves(std::vector<leaf_ref> &refs, uint32_t vsize, F &&on_leaf) {
   std::sort(refs.begin(), refs.end(), [](const leaf_ref &a, const leaf_ref &b) { return a.block < b.block; });
-  struct run {
-    block_address start, count;
-    std::size_t first, last;  // refs
-  };
-  std::vector<run> runs;
-  for (std::size_t i = 0; i < refs.size();) {
-    const block_address start = refs[i].block;
-    block_address last = start;
-    std::size_t j = i;
-    while (j < refs.size() && refs[j].block <= last + max_gap && refs[j].block < start + max_run_blocks)
-      last = refs[j++].block;
-    runs.push_back({start, last - start + 1, i, j});
-    i = j;
-  }
-  // Reads a run and validates its leaves; false when any is unusable.
-  auto read_run = [&](const run &r, block_buffer *buf) {
-    io_.read(r.start, buf[0].raw(), static_cast<std::size_t>(r.count));
+  const run_options opts{max_run_blocks, max_gap, 4};
+  auto runs = plan_runs(refs.size(), [&](std::size_t i) { return block_address(refs[i].block); }, opts);
+  // Validates a run's leaves; false when any is unusable.
+  auto check_run = [&](const block_run &r, const block_buffer *buf) {
     block_address prev = ~0ull;
     for (std::size_t x = r.first; x < r.last; x++) {
       const block_address b = refs[x].block;
@@ -329,7 +313,7 @@ void fast_checker::process_leaves(std::vector<leaf_ref> &refs, uint32_t vsize, F
     }
     return true;
   };
-  auto decode_run = [&](const run &r, const block_buffer *buf) {
+  auto decode_run = [&](const block_run &r, const block_buffer *buf) {
     uint64_t leaves = 0;
     for (std::size_t x = r.first; x < r.last; leaves++) {
       const block_address b = refs[x].block;
@@ -347,71 +331,8 @@ void fast_checker::process_leaves(std::vector<leaf_ref> &refs, uint32_t vsize, F
     }
     progress_.advance(leaves);
   };
-
-  constexpr std::size_t read_ahead = 4;
-  if (runs.size() < 2 * read_ahead) {
-    std::vector<block_buffer> buf(max_run_blocks);
-    for (auto &r : runs) {
-      if (!read_run(r, buf.data())) abandon();
-      decode_run(r, buf.data());
-    }
-    return;
-  }
-
-  std::vector<block_buffer> ring(read_ahead * max_run_blocks);
-  std::vector<char> ok(read_ahead, 0);
-  std::mutex m;
-  std::condition_variable cv;
-  std::size_t produced = 0, consumed = 0;
-  bool stop = false, reader_failed = false;
-  std::thread reader([&] {
-    for (std::size_t i = 0; i < runs.size(); i++) {
-      {
-        std::unique_lock lk(m);
-        cv.wait(lk, [&] { return stop || produced - consumed < read_ahead; });
-        if (stop) return;
-      }
-      bool good = false;
-      try {
-        good = read_run(runs[i], ring.data() + (i % read_ahead) * max_run_blocks);
-      } catch (...) {
-        good = false;  // an I/O error: the exact checker reports it
-      }
-      std::lock_guard lk(m);
-      ok[i % read_ahead] = good;
-      produced++;
-      cv.notify_all();
-      if (!good) {
-        reader_failed = true;
-        return;
-      }
-    }
-  });
-  struct joiner {
-    std::thread &t;
-    std::mutex &m;
-    std::condition_variable &cv;
-    bool &stop;
-    ~joiner() {
-      {
-        std::lock_guard lk(m);
-        stop = true;
-      }
-      cv.notify_all();
-      t.join();
-    }
-  } join{reader, m, cv, stop};
-  for (std::size_t i = 0; i < runs.size(); i++) {
-    {
-      std::unique_lock lk(m);
-      cv.wait(lk, [&] { return produced > i || reader_failed; });
-      if (produced <= i || !ok[i % read_ahead]) abandon();
-    }
-    decode_run(runs[i], ring.data() + (i % read_ahead) * max_run_blocks);
-    std::lock_guard lk(m);
-    consumed++;
-    cv.notify_all();
-  }
+  // An unreadable or invalid leaf: the exact checker reports it.
+  if (read_runs(io_, runs, check_run, decode_run, opts) != runs.size()) abandon();
 }
 
 void fast_checker::load_data_space_map(const disk_sm_root &root) {

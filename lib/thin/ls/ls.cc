@@ -1,4 +1,4 @@
-// thin_ls: device table and the one-pass exclusive-block count (see ls.h).
+// thin_ls: device table and the exclusive-block count (see ls.h).
 #include "thin/ls/ls.h"
 
 #include <fmt/format.h>
@@ -8,10 +8,13 @@
 #include <memory>
 #include <stdexcept>
 #include <unordered_map>
+#include <vector>
 
 #include "persistent-data/btree_node.h"
 #include "thin/format/superblock.h"
+#include "persistent-data/btree_walk.h"
 #include "persistent-data/errors.h"
+#include "persistent-data/run_reader.h"
 #include "thin/format/thin_trees.h"
 
 namespace thin {
@@ -76,48 +79,69 @@ namespace {
 
 // 2-bit saturating counts (0, 1, 2 = "2 or more") of data blocks, in pages
 // allocated as blocks are met: memory follows the mappings read, never a
-// block number taken from the metadata.
+// block number taken from the metadata. Pages below 2^36 blocks are found
+// through a directory that grows to the highest page met (8 bytes per 64Ki
+// blocks); a damaged mapping to a block beyond that goes to a hash map.
+// Lookups are random accesses into megabytes of counts, so callers prefetch
+// the counts of the entries a few ahead (prefetch()).
 class data_counts {
  public:
   void add(uint64_t b, uint64_t n) {
-    unsigned char &byte = slot(b, true);
+    unsigned char &byte = *slot(b, true);
     unsigned shift = static_cast<unsigned>(b & 3) * 2;
     uint64_t v = (byte >> shift) & 3u;
     uint64_t nv = std::min<uint64_t>(2, v + n);
     byte = static_cast<unsigned char>((byte & ~(3u << shift)) | (nv << shift));
   }
   unsigned get(uint64_t b) {
-    unsigned char &byte = slot(b, false);
-    return (byte >> (static_cast<unsigned>(b & 3) * 2)) & 3u;
+    const unsigned char *p = slot(b, false);
+    return p ? (*p >> (static_cast<unsigned>(b & 3) * 2)) & 3u : 0;
+  }
+  void prefetch(uint64_t b) const {
+    uint64_t page = b >> page_shift;
+    if (page < dir_.size() && dir_[page]) __builtin_prefetch(dir_[page].get() + offset(b), 1);
   }
 
  private:
   static constexpr unsigned page_shift = 16;  // 65536 blocks, 16 KiB a page
-  unsigned char &slot(uint64_t b, bool create) {
+  static constexpr uint64_t max_dir_pages = uint64_t(1) << 20;
+  using page_ptr = std::unique_ptr<unsigned char[]>;
+
+  static std::size_t offset(uint64_t b) { return (b & ((uint64_t(1) << page_shift) - 1)) >> 2; }
+  static page_ptr new_page() { return page_ptr(new unsigned char[std::size_t(1) << (page_shift - 2)]()); }
+
+  unsigned char *slot(uint64_t b, bool create) {
     uint64_t page = b >> page_shift;
-    if (!last_ || page != last_page_) {
-      auto it = pages_.find(page);
-      if (it == pages_.end()) {
-        if (!create) {
-          zero_ = 0;
-          return zero_;
-        }
-        it = pages_.emplace(page, std::make_unique<unsigned char[]>(std::size_t(1) << (page_shift - 2))).first;
+    if (page < max_dir_pages) {
+      if (page >= dir_.size()) {
+        if (!create) return nullptr;
+        dir_.resize(page + 1);
       }
-      last_ = it->second.get();
-      last_page_ = page;
+      page_ptr &p = dir_[page];
+      if (!p) {
+        if (!create) return nullptr;
+        p = new_page();
+      }
+      return p.get() + offset(b);
     }
-    return last_[(b & ((uint64_t(1) << page_shift) - 1)) >> 2];
+    auto it = far_.find(page);
+    if (it == far_.end()) {
+      if (!create) return nullptr;
+      it = far_.emplace(page, new_page()).first;
+    }
+    return it->second.get() + offset(b);
   }
-  std::unordered_map<uint64_t, std::unique_ptr<unsigned char[]>> pages_;
-  unsigned char *last_ = nullptr;
-  uint64_t last_page_ = 0;
-  unsigned char zero_ = 0;
+
+  std::vector<page_ptr> dir_;
+  std::unordered_map<uint64_t, page_ptr> far_;
 };
+
+constexpr uint32_t prefetch_distance = 32;  // leaf entries ahead
 
 struct node_info {
   block_address block = 0;
   bool leaf = false;
+  uint8_t height = 0;  // 1: a leaf; 0: not known (the tree's heights were not trusted)
   uint32_t first_child = 0, nr_children = 0;  // into the children list
   uint64_t indegree = 0;
   uint64_t paths = 0;      // device paths reaching this node
@@ -128,55 +152,83 @@ struct node_info {
   throw metadata_error(fmt::format("mapping tree: block {}: {}", b, why));
 }
 
-}  // namespace
+// Thrown when the trees are not balanced as heights predicted; the count
+// starts again reading every node.
+struct unbalanced {};
 
-std::map<uint64_t, uint64_t> count_exclusive_blocks(block_cache &cache,
-                                                    const std::map<uint64_t, block_address> &roots, progress *p) {
-  progress &prog = or_null(p);
+block_ref read_node(block_cache &cache, block_address b) {
+  if (b >= cache.nr_blocks())
+    mapping_damage(b, fmt::format("node beyond the end of the metadata ({} blocks)", cache.nr_blocks()));
+  block_ref buf;
+  try {
+    buf = cache.read(b);
+  } catch (const io_error &e) {
+    mapping_damage(b, e.what());
+  }
+  if (auto err = validate_btree_node(buf->raw(), b, 8)) mapping_damage(b, *err);
+  return buf;
+}
+
+// The height of the tree under `root` (1: the root is a leaf), from its
+// leftmost path.
+uint8_t tree_height(block_cache &cache, block_address root) {
+  block_address b = root;
+  for (uint8_t h = 1; h <= max_btree_depth; h++) {
+    block_ref buf = read_node(cache, b);
+    btree_node_view n(buf->raw());
+    if (n.is_leaf()) return h;
+    if (n.nr_entries() == 0) mapping_damage(b, "an internal node with no entries");
+    b = n.value64(0);
+  }
+  throw unbalanced{};  // a cycle on the leftmost path, named by the full walk
+}
+
+std::map<uint64_t, uint64_t> count_exclusive(block_cache &cache, const std::map<uint64_t, block_address> &roots,
+                                             progress &prog, bool trust_heights) {
   std::vector<node_info> nodes;
   std::unordered_map<block_address, uint32_t> index;
   std::vector<uint32_t> children;
   std::vector<uint32_t> todo;
   data_counts counts;
 
-  auto node_of = [&](block_address b) -> uint32_t {
+  auto node_of = [&](block_address b, uint8_t height) -> uint32_t {
     auto [it, fresh] = index.emplace(b, static_cast<uint32_t>(nodes.size()));
     if (fresh) {
       if (b >= cache.nr_blocks())
         mapping_damage(b, fmt::format("node beyond the end of the metadata ({} blocks)", cache.nr_blocks()));
       node_info n;
       n.block = b;
+      n.height = height;
+      n.leaf = height == 1;
       nodes.push_back(n);
-      todo.push_back(it->second);
+      if (!n.leaf) todo.push_back(it->second);
+    } else if (nodes[it->second].height != height) {
+      throw unbalanced{};
     }
     return it->second;
   };
 
-  // Discover every node once: internal nodes record their children.
-  for (auto &[dev, root] : roots) nodes[node_of(root)].paths++;
+  // Discover the internal nodes once; with trusted heights, the nodes one
+  // level above the leaves list their children as leaves without reading
+  // them (they are read below, in disk order, in large requests).
+  for (auto &[dev, root] : roots) nodes[node_of(root, trust_heights ? tree_height(cache, root) : 0)].paths++;
   while (!todo.empty()) {
     uint32_t i = todo.back();
     todo.pop_back();
-    block_address b = nodes[i].block;
-    block_ref buf;
-    try {
-      buf = cache.read(b);
-    } catch (const io_error &e) {
-      mapping_damage(b, e.what());
-    }
-    if (auto err = validate_btree_node(buf->raw(), b, 8)) mapping_damage(b, *err);
-    prog.advance(1);
+    const block_address b = nodes[i].block;
+    block_ref buf = read_node(cache, b);
     btree_node_view n(buf->raw());
     if (n.is_leaf()) {
-      // Counted once here; a leaf more devices reach is topped up below.
+      if (trust_heights) throw unbalanced{};
       nodes[i].leaf = true;
-      for (uint32_t e = 0; e < n.nr_entries(); e++) counts.add(unpack_block(n.value64(e)), 1);
       continue;
     }
+    prog.advance(1);
+    const uint8_t child_height = trust_heights ? static_cast<uint8_t>(nodes[i].height - 1) : 0;
     nodes[i].first_child = static_cast<uint32_t>(children.size());
     nodes[i].nr_children = n.nr_entries();
     for (uint32_t e = 0; e < n.nr_entries(); e++) {
-      uint32_t c = node_of(n.value64(e));
+      uint32_t c = node_of(n.value64(e), child_height);
       children.push_back(c);
       nodes[c].indegree++;
     }
@@ -200,31 +252,58 @@ std::map<uint64_t, uint64_t> count_exclusive_blocks(block_cache &cache,
     mapping_damage(it->block, "the node is its own descendant (a cycle)");
   }
 
-  // Leaves in disk order. Those several paths reach: their blocks are
-  // shared, so their counts are topped up (and none of theirs is exclusive).
-  // Then the others: their blocks mapped once. Each leaf is read twice.
+  // The leaves, in disk order, read twice in large requests: first every
+  // leaf adds its blocks once per path reaching it; then the leaves one path
+  // reaches count their blocks whose count is exactly one.
   std::vector<uint32_t> leaves;
   for (uint32_t i = 0; i < nodes.size(); i++)
     if (nodes[i].leaf) leaves.push_back(i);
   std::sort(leaves.begin(), leaves.end(), [&](uint32_t a, uint32_t b) { return nodes[a].block < nodes[b].block; });
-  for (bool shared_pass : {true, false})
-    for (uint32_t i : leaves) {
-      if ((nodes[i].paths > 1) != shared_pass) continue;
-      block_ref buf;
-      try {
-        buf = cache.read(nodes[i].block);
-      } catch (const io_error &e) {
-        mapping_damage(nodes[i].block, e.what());
+  block_io &io = cache.io();
+  auto read_leaves = [&](const std::vector<uint32_t> &list, bool first_pass) {
+    auto runs = plan_runs(list.size(), [&](std::size_t i) { return nodes[list[i]].block; });
+    auto usable = [&](const block_run &r, const block_buffer *buf) {
+      for (std::size_t x = r.first; x < r.last; x++) {
+        const block_address b = nodes[list[x]].block;
+        const unsigned char *p = buf[b - r.start].raw();
+        if (validate_btree_node(p, b, 8) || !btree_node_view(p).is_leaf()) return false;
       }
-      btree_node_view n(buf->raw());
-      for (uint32_t e = 0; e < n.nr_entries(); e++) {
-        uint64_t data = unpack_block(n.value64(e));
-        if (shared_pass)
-          counts.add(data, nodes[i].paths - 1);
-        else if (counts.get(data) == 1)
-          nodes[i].exclusive++;
+      return true;
+    };
+    auto consume = [&](const block_run &r, const block_buffer *buf) {
+      for (std::size_t x = r.first; x < r.last; x++) {
+        node_info &leaf = nodes[list[x]];
+        btree_node_view n(buf[leaf.block - r.start].raw());
+        const uint32_t nr = n.nr_entries();
+        for (uint32_t e = 0; e < nr; e++) {
+          if (e + prefetch_distance < nr) counts.prefetch(unpack_block(n.value64(e + prefetch_distance)));
+          const uint64_t data = unpack_block(n.value64(e));
+          if (first_pass)
+            counts.add(data, leaf.paths);
+          else if (counts.get(data) == 1)
+            leaf.exclusive++;
+        }
+      }
+      if (first_pass) prog.advance(r.last - r.first);
+    };
+    const std::size_t stopped = read_runs(io, runs, usable, consume);
+    if (stopped == runs.size()) return;
+    // Name the leaf that could not be used.
+    for (std::size_t x = runs[stopped].first; x < runs[stopped].last; x++) {
+      const block_address b = nodes[list[x]].block;
+      cache.forget(b);
+      block_ref buf = read_node(cache, b);
+      if (!btree_node_view(buf->raw()).is_leaf()) {
+        if (trust_heights) throw unbalanced{};
+        mapping_damage(b, "an internal node where a leaf was read before");
       }
     }
+    mapping_damage(nodes[list[runs[stopped].first]].block, "the leaves here could not be read together");
+  };
+  read_leaves(leaves, true);
+  leaves.erase(std::remove_if(leaves.begin(), leaves.end(), [&](uint32_t i) { return nodes[i].paths > 1; }),
+               leaves.end());
+  read_leaves(leaves, false);
 
   // Sums bottom-up, each node once.
   for (auto k = order.size(); k-- > 0;) {
@@ -235,6 +314,20 @@ std::map<uint64_t, uint64_t> count_exclusive_blocks(block_cache &cache,
   std::map<uint64_t, uint64_t> result;
   for (auto &[dev, root] : roots) result[dev] = nodes[index.at(root)].exclusive;
   return result;
+}
+
+}  // namespace
+
+std::map<uint64_t, uint64_t> count_exclusive_blocks(block_cache &cache,
+                                                    const std::map<uint64_t, block_address> &roots, progress *p) {
+  progress &prog = or_null(p);
+  try {
+    return count_exclusive(cache, roots, prog, true);
+  } catch (const unbalanced &) {
+    // Leaves at different depths: no kernel writes that, but the count is
+    // still defined; read every node to find the leaves.
+    return count_exclusive(cache, roots, prog, false);
+  }
 }
 
 namespace {

@@ -4,15 +4,19 @@
 //
 // Exclusive blocks (mapped by this device only) need every data block's
 // reference count across all devices. count_exclusive_blocks() treats the
-// mapping trees as one DAG (snapshots share subtrees) and reads each node
-// once to find it, counting each leaf's blocks once (2 bits a block,
-// saturating at "2 or more"). The number of device paths reaching each node
-// is then propagated in topological order; a leaf several paths reach is
-// read again to top up its blocks' counts (none of them is exclusive), and
-// every other leaf once more to count its blocks referenced exactly once.
-// Those totals are summed bottom-up, once per node, so a device's exclusive
-// count is its root's total. A pool with 1,000 snapshots of one origin costs
-// about what the origin alone does.
+// mapping trees as one DAG (snapshots share subtrees) and reads each
+// internal node once to find it; each tree's height (from its leftmost path)
+// says which children are leaves, so leaves are listed, not read, while the
+// DAG is found. The number of device paths reaching each node is then
+// propagated in topological order, and the leaves are read in disk order in
+// large requests on a reader thread (persistent-data/run_reader.h): first
+// every leaf adds each of its blocks once per path reaching it (2 bits a
+// block, saturating at "2 or more"), then the leaves one path reaches count
+// their blocks referenced exactly once. Those totals are summed bottom-up,
+// once per node, so a device's exclusive count is its root's total. A pool
+// with 1,000 snapshots of one origin costs about what the origin alone does.
+// Trees whose leaves lie at different depths (no kernel writes them) are
+// counted by a second pass that reads every node to find the leaves.
 #pragma once
 
 #include <cstdint>
