@@ -102,15 +102,17 @@ void count_down::found_three(block_address b) {
   last_rank_ = r;
   uint8_t &f = found_[r];
   if (f == 255)
-    spill_[b]++;
+    spill_[r]++;
   else
     f++;
 }
 
-uint64_t count_down::found(block_address b) const {
-  const uint8_t f = found_[rank_of_three(b)];
+uint64_t count_down::found(block_address b) const { return found_at_rank(rank_of_three(b)); }
+
+uint64_t count_down::found_at_rank(uint64_t r) const {
+  const uint8_t f = found_[r];
   if (f < 255) return f;
-  auto it = spill_.find(b);
+  auto it = spill_.find(r);
   return 255 + (it == spill_.end() ? 0 : it->second);
 }
 

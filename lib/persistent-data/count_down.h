@@ -99,10 +99,13 @@ class count_down {
   }
   uint64_t nr_threes() const { return nr_threes_; }
   uint64_t found(block_address b) const;
+  // The 3s in block order: block b's place among them (b's entry must be 3),
+  // and the references found to the 3 at a place.
+  uint64_t rank_of_three(block_address b) const;
+  uint64_t found_at_rank(uint64_t r) const;
 
  private:
   static uint64_t three_bits(uint64_t w) { return w & (w >> 1) & 0x5555555555555555ull; }
-  uint64_t rank_of_three(block_address b) const;
   void found_three(block_address b);
   static unsigned popcount(uint64_t x);
 
@@ -122,7 +125,7 @@ class count_down {
   block_address last_three_ = ~0ull - 1;  // the last block of 3 found (none: b + 1 matches no block), its rank:
   uint64_t last_rank_ = 0;            // runs of blocks cost no rank lookups
   std::vector<uint8_t> found_;      // by rank; 255 = see spill_
-  std::unordered_map<block_address, uint64_t> spill_;  // references beyond 255
+  std::unordered_map<uint64_t, uint64_t> spill_;  // by rank: references beyond 255
   uint64_t nr_threes_ = 0;
 };
 

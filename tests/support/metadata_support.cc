@@ -41,6 +41,7 @@ bool space_map_problems::any_fatal() const {
 void counting_block_io::read(pdata::block_address b, void *buf, std::size_t count) {
   for (std::size_t i = 0; i < count; i++) reads[b + i]++;
   blocks_read += count;
+  read_requests.emplace_back(b, count);
   inner_.read(b, buf, count);
 }
 

@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "persistent-data/block_io.h"
@@ -56,6 +57,7 @@ class counting_block_io : public pdata::block_io {
 
   std::map<pdata::block_address, unsigned> reads;  // per block
   uint64_t blocks_read = 0;
+  std::vector<std::pair<pdata::block_address, std::size_t>> read_requests;  // (first block, count), in order
   unsigned write_requests = 0;
 
  private:

@@ -11,6 +11,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "persistent-data/batch_read.h"
 #include "persistent-data/block_cache.h"
 #include "persistent-data/btree_walk.h"
 #include "persistent-data/checksum.h"
@@ -64,8 +65,9 @@ bool in_range(const leaf_ref &r, uint64_t k) { return k >= r.begin && (r.end == 
 class fast_checker {
  public:
   fast_checker(block_io &io, const superblock &live, const superblock &sb, check_reporter &r, pdata::progress &p,
-               unsigned &stages)
-      : io_(io), live_(live), sb_(sb), r_(r), progress_(p), stages_(stages), nr_meta_(io.nr_blocks()),
+               unsigned &stages, uint64_t max_merged_threes)
+      : io_(io), live_(live), sb_(sb), r_(r), progress_(p), stages_(stages), max_merged_threes_(max_merged_threes),
+        nr_meta_(io.nr_blocks()),
         nr_data_(live.data_sm_root().nr_blocks.get()), cache_(io, 256), kind_(nr_meta_, unseen),
         meta_(nr_meta_, 0) {}
 
@@ -113,8 +115,10 @@ class fast_checker {
                     bool known_leaf);
   void load_data_space_map(const disk_sm_root &root);
   template <typename F>
-  void process_leaves(std::vector<leaf_ref> &refs, uint32_t vsize, F &&on_leaf);
+  void process_leaves(std::vector<leaf_ref> &refs, F &&on_leaf);
   void read_block(block_address b, unsigned char *buf);
+  unsigned tree_height(block_address root);
+  void prefetch_children(const btree_node_view &n);
   void check_device_totals(const std::map<uint64_t, device_details> &dets, const std::vector<device_walk> &walks);
 
   block_io &io_;
@@ -122,6 +126,7 @@ class fast_checker {
   check_reporter &r_;
   pdata::progress &progress_;
   unsigned &stages_;
+  const uint64_t max_merged_threes_;
   const block_address nr_meta_;
   const uint64_t nr_data_;
   block_cache cache_;  // small trees only
@@ -136,6 +141,11 @@ class fast_checker {
   std::vector<leaf_ref> *leaves_ = nullptr;
   std::vector<block_address> path_;
   std::vector<std::unique_ptr<block_buffer>> bufs_;  // one per depth
+  unsigned height_ = 0;                              // of the tree being walked
+  std::unordered_map<block_address, uint8_t> heights_;  // nodes on leftmost paths
+  // Children of the node being descended into, read in one batch ahead of
+  // the walk; each is served once by read_block.
+  std::unordered_map<block_address, std::unique_ptr<block_buffer>> prefetched_;
 
   // Per-device totals: a slot per device and per internal mapping node.
   std::vector<uint64_t> totals_;
@@ -144,6 +154,7 @@ class fast_checker {
   std::unordered_map<block_address, uint32_t> slot_of_;  // internal mapping nodes
 
   std::vector<leaf_ref> mapping_leaves_, overflow_leaves_;
+  uint32_t overflow_slot_ = UINT32_MAX;  // the slot of the data overflow tree's leaf references
   std::unique_ptr<count_down> data_;
   uint64_t data_allocated_ = 0;
   std::vector<damage> meta_hints_, data_hints_, alloc_hints_;
@@ -209,7 +220,59 @@ void fast_checker::match_devices(const std::map<uint64_t, device_details> &dets,
     if (!top_map.count(dev)) abandon();
 }
 
-void fast_checker::read_block(block_address b, unsigned char *buf) { io_.read(b, buf, 1); }
+void fast_checker::read_block(block_address b, unsigned char *buf) {
+  if (!prefetched_.empty()) {
+    if (auto it = prefetched_.find(b); it != prefetched_.end()) {
+      std::memcpy(buf, it->second->raw(), block_size);
+      prefetched_.erase(it);
+      return;
+    }
+  }
+  io_.read(b, buf, 1);
+}
+
+// The height of the big tree under `root` (1: a leaf), from its leftmost
+// path; remembered for the nodes on that path, so that trees sharing their
+// left edge (snapshots) descend it once. A node that cannot be used gives up.
+unsigned fast_checker::tree_height(block_address root) {
+  std::vector<block_address> path;
+  block_buffer buf;
+  unsigned below = 0;  // height of the node where the descent stopped, less one
+  for (block_address b = root;;) {
+    if (auto it = heights_.find(b); it != heights_.end()) {
+      below = it->second;
+      break;
+    }
+    if (b >= nr_meta_ || path.size() >= max_btree_depth) abandon();
+    path.push_back(b);
+    io_.read(b, buf.raw(), 1);
+    if (validate_btree_node(buf.raw(), b, vsize_)) abandon();
+    btree_node_view n(buf.raw());
+    if (n.is_leaf()) break;
+    if (n.nr_entries() == 0) abandon();
+    b = n.value64(0);
+  }
+  for (std::size_t i = 0; i < path.size(); i++) heights_[path[i]] = static_cast<uint8_t>(below + path.size() - i);
+  return heights_.at(root);
+}
+
+// Reads the children of internal node `n` that the walk will read (internal
+// nodes not read before, and shared ones it revisits), in one batch: sorted,
+// joined into large requests, several in flight on a device that allows it.
+void fast_checker::prefetch_children(const btree_node_view &n) {
+  std::vector<block_address> want;
+  for (uint32_t i = 0; i < n.nr_entries(); i++) {
+    const block_address c = n.value64(i);
+    if (c < nr_meta_ && (kind_[c] == unseen || kind_[c] == internal_kind_) && !prefetched_.count(c))
+      want.push_back(c);
+  }
+  if (want.size() < 2) return;
+  batch_read(io_, std::move(want), [&](block_address b, const unsigned char *data) {
+    auto copy = std::make_unique<block_buffer>();
+    std::memcpy(copy->raw(), data, block_size);
+    prefetched_.emplace(b, std::move(copy));
+  });
+}
 
 // One reference to a node of a big tree (mapping subtrees, the data overflow
 // tree): internal nodes are read and descended into; leaves are listed.
@@ -251,19 +314,12 @@ void fast_checker::big_tree_ref(block_address b, uint64_t begin, std::optional<u
   slot_of_[b] = me;
   edges_.emplace_back(slot, me);
 
-  // Are the children leaves? The first child's header says (each leaf is
-  // validated when it is read; an internal node listed as a leaf gives up).
-  bool leaves = false;
-  const block_address c0 = n.value64(0);
-  if (c0 < nr_meta_) {
-    if (kind_[c0] == leaf_kind_) {
-      leaves = true;
-    } else if (kind_[c0] == unseen) {
-      block_buffer probe;
-      read_block(c0, probe.raw());
-      leaves = btree_node_view(probe.raw()).flags() == leaf_node;
-    }
-  }
+  // Are the children leaves? The tree's height says (each leaf is validated
+  // when it is read: an internal node listed as a leaf, in a tree whose
+  // leaves lie at different depths, gives up). Internal children are read
+  // now, in one batch.
+  const bool leaves = depth + 2 == height_;
+  if (!leaves) prefetch_children(n);
   path_.push_back(b);
   for (uint32_t i = 0; i < nr; i++) {
     btree_node_view cur(bufs_[depth]->raw());  // bufs_ may have grown
@@ -285,7 +341,9 @@ void fast_checker::walk_devices(const std::vector<std::pair<uint64_t, block_addr
     const uint32_t slot = static_cast<uint32_t>(totals_.size());
     totals_.push_back(0);
     path_.clear();
+    height_ = tree_height(root);
     big_tree_ref(root, 0, std::nullopt, 0, slot, false);
+    prefetched_.clear();  // children the walk did not come back for
     postorder_.push_back(slot);
     walks.push_back({dev, slot});
   }
@@ -297,7 +355,7 @@ void fast_checker::walk_devices(const std::vector<std::pair<uint64_t, block_addr
 // reference's key range here; on_leaf(node, first, last) gets each leaf with
 // its references [first, last).
 template <typename F>
-void fast_checker::process_leaves(std::vector<leaf_ref> &refs, uint32_t vsize, F &&on_leaf) {
+void fast_checker::process_leaves(std::vector<leaf_ref> &refs, F &&on_leaf) {
   std::sort(refs.begin(), refs.end(), [](const leaf_ref &a, const leaf_ref &b) { return a.block < b.block; });
   const run_options opts{max_run_blocks, max_gap, 4};
   auto runs = plan_runs(refs.size(), [&](std::size_t i) { return block_address(refs[i].block); }, opts);
@@ -309,6 +367,7 @@ void fast_checker::process_leaves(std::vector<leaf_ref> &refs, uint32_t vsize, F
       if (b == prev) continue;
       prev = b;
       const unsigned char *p = buf[b - r.start].raw();
+      const uint32_t vsize = refs[x].slot == overflow_slot_ ? 4 : 8;
       if (validate_btree_node(p, b, vsize) || !btree_node_view(p).is_leaf()) return false;
     }
     return true;
@@ -407,8 +466,13 @@ void fast_checker::load_data_space_map(const disk_sm_root &root) {
   path_.clear();
   const uint32_t slot = static_cast<uint32_t>(totals_.size());  // totals unused
   totals_.push_back(0);
+  overflow_slot_ = slot;
+  heights_.clear();
+  height_ = tree_height(root.ref_count_root.get());
   big_tree_ref(root.ref_count_root.get(), 0, std::nullopt, 0, slot, false);
+  prefetched_.clear();
   postorder_.push_back(slot);
+  for (auto &r : overflow_leaves_) r.slot = slot;  // marks them as the overflow tree's (no totals)
 }
 
 void fast_checker::check_device_totals(const std::map<uint64_t, device_details> &dets,
@@ -461,7 +525,36 @@ bool fast_checker::run() {
   // block: a shared block met at a second virtual block hands the pool over
   // to the exact checker, which looks at each device (shared_vblocks.h).
   shared_vblocks vblocks(data.size());
-  process_leaves(mapping_leaves_, 8, [&](const btree_node_view &n, const leaf_ref *first, const leaf_ref *last) {
+  // The data overflow tree's leaves (counts of 3 and more) are read in the
+  // same pass when the counts they give fit in max_merged_threes_ * 4 bytes:
+  // kept by rank until the mappings are all counted. Else they are read in a
+  // pass of their own afterwards.
+  const bool merged = data.nr_threes() <= max_merged_threes_;
+  std::vector<uint32_t> expected;  // merged: the overflow tree's count of each 3, by rank
+  uint64_t matched = 0;
+  auto overflow_leaf = [&](const btree_node_view &n) {
+    for (uint32_t i = 0; i < n.nr_entries(); i++) {
+      const uint64_t b = n.key(i);
+      const uint32_t c = n.value32(i);
+      if (b >= nr_data || c < 3) abandon();
+      if (!data.is_three(b)) continue;  // the bitmap's count stands (as the exact checker reads it)
+      if (merged) {
+        uint32_t &e = expected[data.rank_of_three(b)];
+        if (e != 0) abandon();
+        e = c;
+      } else if (data.found(b) != c) {
+        abandon();
+      }
+      matched++;
+    }
+  };
+  if (merged) {
+    expected.assign(data.nr_threes(), 0);
+    mapping_leaves_.insert(mapping_leaves_.end(), overflow_leaves_.begin(), overflow_leaves_.end());
+    std::vector<leaf_ref>().swap(overflow_leaves_);
+  }
+  process_leaves(mapping_leaves_, [&](const btree_node_view &n, const leaf_ref *first, const leaf_ref *last) {
+    if (first->slot == overflow_slot_) return overflow_leaf(n);
     const uint32_t nr = n.nr_entries();
     const unsigned char *values = n.value_ptr(0);
     for (uint32_t i = 0; i < nr; i++) {
@@ -493,17 +586,12 @@ bool fast_checker::run() {
 
   // 4. Space maps.
   stage("checking space map counts");
-  uint64_t matched = 0;
-  process_leaves(overflow_leaves_, 4, [&](const btree_node_view &n, const leaf_ref *, const leaf_ref *) {
-    for (uint32_t i = 0; i < n.nr_entries(); i++) {
-      const uint64_t b = n.key(i);
-      const uint32_t c = n.value32(i);
-      if (b >= nr_data || c < 3) abandon();
-      if (!data.is_three(b)) continue;  // the bitmap's count stands (as the exact checker reads it)
-      if (data.found(b) != c) abandon();
-      matched++;
-    }
-  });
+  if (merged) {
+    for (uint64_t r = 0; r < expected.size(); r++)
+      if (data.found_at_rank(r) != expected[r]) abandon();  // 0: a 3 the overflow tree lacks
+  } else {
+    process_leaves(overflow_leaves_, [&](const btree_node_view &n, const leaf_ref *, const leaf_ref *) { overflow_leaf(n); });
+  }
   if (matched != data.nr_threes() || !data.small_counts_used_up()) abandon();
   // The roots' nr_allocated: the bitmaps holding more than the root says is
   // damage (the exact checker words it); holding fewer is a stale hint.
@@ -545,10 +633,11 @@ std::vector<damage> fast_checker::hints() const {
 }  // namespace
 
 bool fast_check(block_io &io, const superblock &live, const superblock &sb, check_reporter &r,
-                unsigned &stages_announced, std::vector<damage> &hints, pdata::progress *p) {
+                unsigned &stages_announced, std::vector<damage> &hints, pdata::progress *p,
+                uint64_t max_merged_threes) {
   stages_announced = 0;
   try {
-    fast_checker fc(io, live, sb, r, pdata::or_null(p), stages_announced);
+    fast_checker fc(io, live, sb, r, pdata::or_null(p), stages_announced, max_merged_threes);
     if (!fc.run()) return false;
     hints = fc.hints();
     return true;

@@ -10,22 +10,27 @@
 // Data flow (after check.cc has examined the superblock):
 //   1. devices tree, mapping tree top level: walk_btree (small trees).
 //   2. each device's subtree, live then metadata snapshot: depth first over
-//      the internal nodes only (one read each); leaves are not read but listed
-//      as (block, key range, parent) references. Whether the children of a
-//      node are leaves is seen from its first child's header.
+//      the internal nodes only; leaves are not read but listed as (block, key
+//      range, parent) references. Whether the children of a node are leaves
+//      is seen from the tree's height (its leftmost path, read first); a
+//      node's internal children are read together in one batch.
 //   3. the data space map's bitmaps are loaded into a count_down (2 bits a
 //      data block); its overflow tree's leaves are listed like mapping leaves.
-//   4. mapping leaves, sorted by block and read in runs of up to 1 MiB: each
+//   4. mapping leaves and overflow leaves, sorted by block and read in one
+//      pass in runs of up to 1 MiB (persistent-data/run_reader.h): each
 //      physical leaf is validated once, each reference's key range checked;
-//      every mapping takes one count off its data block. A reader thread reads
-//      and checksums runs ahead of the thread that decodes them.
+//      every mapping takes one count off its data block; the overflow tree's
+//      counts are kept per data block of 3+ (4 bytes each; past a limit they
+//      are read in a pass of their own after the mappings). A reader thread
+//      reads and checksums runs ahead of the thread that decodes them.
 //   5. mappings per device from per-node totals (shared subtrees count for
 //      every device that reaches them); data counts of 3+ against the overflow
-//      tree's leaves; metadata counts against the metadata space map.
+//      tree's counts; metadata counts against the metadata space map.
 //
 // Memory: per metadata block, 1 byte (what the block was reached as) and 1
 // byte (references found); per data block, 2.25 bits plus 1 byte per block
-// with a count of 3 or more; per leaf reference, 24 bytes; 2 MiB of buffers.
+// with a count of 3 or more, and 4 more while the overflow counts are kept;
+// per leaf reference, 24 bytes; 4 MiB of read buffers.
 #pragma once
 
 #include <cstdint>
@@ -46,7 +51,13 @@ namespace thin::detail {
 // `p` (when given) is advanced by the metadata blocks read (internal nodes as they are
 // read, leaves per run as this thread decodes them, the data bitmaps); the
 // caller begins and ends it.
+//
+// The data overflow tree's leaves are read in the mapping leaves' pass when
+// the counts they hold (4 bytes per data block with a count of 3 or more)
+// number at most `max_merged_threes`, else in a pass of their own.
+constexpr uint64_t default_max_merged_threes = uint64_t(16) << 20;  // 64 MiB
 bool fast_check(pdata::block_io &io, const superblock &live, const superblock &sb, check_reporter &r,
-                unsigned &stages_announced, std::vector<damage> &hints, pdata::progress *p = nullptr);
+                unsigned &stages_announced, std::vector<damage> &hints, pdata::progress *p = nullptr,
+                uint64_t max_merged_threes = default_max_merged_threes);
 
 }  // namespace thin::detail
