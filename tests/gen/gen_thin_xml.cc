@@ -61,7 +61,10 @@
 #include <fmt/format.h>
 
 #include "persistent-data/btree_disk.h"
+#include "persistent-data/block_io.h"
+#include "persistent-data/space_map_disk.h"
 #include "thin/ir/emitter.h"
+#include "thin/restore/restore.h"
 #include "thin/format/superblock_disk.h"
 #include "thin/ir/text_sink.h"
 
@@ -86,6 +89,8 @@ struct options {
   bool shared_defs = false;
   bool stats = false;
   std::string output = "-";
+  std::string metadata;        // write metadata here (restore) instead of XML
+  uint64_t metadata_size = 0;  // bytes; 0: the format's maximum
 };
 
 //------------------------------------------------------------- randomness
@@ -556,6 +561,11 @@ int main(int argc, char **argv) {
                "write runs of leaves that devices share once, as <def>, and <ref> them (thin_restore 1.x dialect)");
   app.add_flag("--stats", o.stats, "print statistics to standard error");
   app.add_option("-o,--output", o.output, "output file ('-': standard output)")->capture_default_str();
+  app.add_option("--metadata", o.metadata,
+                 "write the pool's metadata to this file directly (thinkit's restore, no XML): for pools whose XML "
+                 "would be tens of GB");
+  app.add_option("--metadata-size", o.metadata_size,
+                 "size of the --metadata file in bytes (default: the format's maximum, 15.9 GiB, sparse)");
   try {
     app.parse(argc, argv);
     validate(o);
@@ -566,6 +576,29 @@ int main(int argc, char **argv) {
   try {
     auto t0 = std::chrono::steady_clock::now();
     pool p = simulate(o);
+    if (!o.metadata.empty()) {
+      const uint64_t bytes = o.metadata_size ? o.metadata_size : pdata::max_metadata_blocks * pdata::block_size;
+      int mfd = ::open(o.metadata.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+      if (mfd < 0) throw std::runtime_error(fmt::format("cannot open {}: {}", o.metadata, std::strerror(errno)));
+      if (::ftruncate(mfd, static_cast<off_t>(bytes)) != 0)
+        throw std::runtime_error(fmt::format("cannot size {}: {}", o.metadata, std::strerror(errno)));
+      pdata::file_block_io io(mfd, bytes, true);  // owns mfd
+      thin::restore_emitter e(io);
+      emit_stats st;
+      try {
+        st = emit(p, o, e);
+      } catch (...) {
+        e.abandon();
+        throw;
+      }
+      if (!e.committed()) throw std::runtime_error("the pool was not committed");
+      if (o.stats) {
+        print_stats(p, o, st, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+        fmt::print(stderr, "metadata blocks used: {} of {}\n", e.stats().metadata_blocks_used,
+                   e.stats().metadata_blocks_total);
+      }
+      return 0;
+    }
     int fd = 1;
     if (o.output != "-") {
       fd = ::open(o.output.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
