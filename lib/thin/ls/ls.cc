@@ -140,12 +140,30 @@ constexpr uint32_t prefetch_distance = 32;  // leaf entries ahead
 
 struct node_info {
   block_address block = 0;
-  bool leaf = false;
-  uint8_t height = 0;  // 1: a leaf; 0: not known (the tree's heights were not trusted)
-  uint32_t first_child = 0, nr_children = 0;  // into the children list
-  uint64_t indegree = 0;
   uint64_t paths = 0;      // device paths reaching this node
   uint64_t exclusive = 0;  // mappings below it whose block only one path maps
+  uint32_t first_child = 0, nr_children = 0;  // into the children list
+  uint32_t indegree = 0;
+  uint8_t height = 0;  // 1: a leaf; 0: not known (the tree's heights were not trusted)
+  bool leaf = false;
+};
+static_assert(sizeof(node_info) == 40);
+
+// Block -> node number: a dense array over the metadata device's blocks up
+// to 2^24 (64 MiB; a metadata device has at most 4,161,600), a hash map
+// beyond (blocks no valid tree points to, in a file larger than any
+// metadata device).
+class node_index {
+ public:
+  static constexpr uint32_t none = UINT32_MAX;
+  explicit node_index(block_address nr_blocks)
+      : dense_(static_cast<std::size_t>(std::min<block_address>(nr_blocks, dense_limit)), none) {}
+  uint32_t &at(block_address b) { return b < dense_.size() ? dense_[b] : far_.try_emplace(b, none).first->second; }
+
+ private:
+  static constexpr block_address dense_limit = block_address(1) << 24;
+  std::vector<uint32_t> dense_;
+  std::unordered_map<block_address, uint32_t> far_;
 };
 
 [[noreturn]] void mapping_damage(block_address b, const std::string &why) {
@@ -186,26 +204,28 @@ uint8_t tree_height(block_cache &cache, block_address root) {
 std::map<uint64_t, uint64_t> count_exclusive(block_cache &cache, const std::map<uint64_t, block_address> &roots,
                                              progress &prog, bool trust_heights) {
   std::vector<node_info> nodes;
-  std::unordered_map<block_address, uint32_t> index;
+  node_index index(cache.nr_blocks());
   std::vector<uint32_t> children;
   std::vector<uint32_t> todo;
   data_counts counts;
 
   auto node_of = [&](block_address b, uint8_t height) -> uint32_t {
-    auto [it, fresh] = index.emplace(b, static_cast<uint32_t>(nodes.size()));
-    if (fresh) {
-      if (b >= cache.nr_blocks())
-        mapping_damage(b, fmt::format("node beyond the end of the metadata ({} blocks)", cache.nr_blocks()));
+    if (b >= cache.nr_blocks())
+      mapping_damage(b, fmt::format("node beyond the end of the metadata ({} blocks)", cache.nr_blocks()));
+    uint32_t &i = index.at(b);
+    if (i == node_index::none) {
+      if (nodes.size() >= node_index::none) mapping_damage(b, "more nodes than a metadata device can hold");
+      i = static_cast<uint32_t>(nodes.size());
       node_info n;
       n.block = b;
       n.height = height;
       n.leaf = height == 1;
       nodes.push_back(n);
-      if (!n.leaf) todo.push_back(it->second);
-    } else if (nodes[it->second].height != height) {
+      if (!n.leaf) todo.push_back(i);
+    } else if (nodes[i].height != height) {
       throw unbalanced{};
     }
-    return it->second;
+    return i;
   };
 
   // Discover the internal nodes once; with trusted heights, the nodes one
@@ -230,7 +250,7 @@ std::map<uint64_t, uint64_t> count_exclusive(block_cache &cache, const std::map<
     for (uint32_t e = 0; e < n.nr_entries(); e++) {
       uint32_t c = node_of(n.value64(e), child_height);
       children.push_back(c);
-      nodes[c].indegree++;
+      if (++nodes[c].indegree == 0) mapping_damage(n.value64(e), "referenced more than 2^32 times");
     }
   }
 
