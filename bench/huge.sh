@@ -133,7 +133,7 @@ hashed() {
 
 IFS=, read -r -a mode_list <<<"$modes"
 IFS=, read -r -a tool_list <<<"$tools"
-t_start=$(date +%s)
+t_start=$(date +%s) load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 for mode in "${mode_list[@]}"; do
   dev=$meta
   if [ "$mode" = cold ]; then
@@ -177,7 +177,7 @@ col() { # MODE TOOL IMPL FIELD
   echo "### At the format's limit: $used metadata blocks ($(awk -v u="$used" 'BEGIN {printf "%.1f", u * 4096 / 2^30}') GiB), $mappings mappings ($(date +%Y-%m-%d))"
   echo
   echo "\`bench/huge.sh --runs $runs --modes $modes --tools $tools\`, $(nproc) cores, load average at the start" \
-       "$(cut -d' ' -f1-3 /proc/loadavg), $elapsed s after generation. Medians of $runs alternating runs (thinkit," \
+       "$load_start, $elapsed s after generation. Medians of $runs alternating runs (thinkit," \
        "1.3.3), wall seconds and max RSS in MiB; \"x 1.3.3\" is 1.3.3's time over thinkit's, \"x floor\"" \
        "thinkit's over the I/O floor of the same mode. 0.9.0 and the \"hashed\" column: one warm run whose" \
        "output went through sha256sum in the same pipeline."
