@@ -14,6 +14,7 @@
 #include "persistent-data/btree_walk.h"
 #include "persistent-data/checksum.h"
 #include "persistent-data/endian.h"
+#include "support/metadata_support.h"
 
 namespace {
 
@@ -440,3 +441,40 @@ TEST(btree_walk, an_internal_node_without_entries_is_reported) {
 }
 
 }  // namespace
+
+// Children a few blocks apart come in one request with the blocks between
+// them (a request costs more than a few blocks on an O_DIRECT device); a
+// gap of more than four blocks starts a new request; an unreadable block in
+// a gap costs nothing but a retry of the wanted blocks one by one.
+TEST(btree_walk, children_a_few_blocks_apart_are_read_in_one_request_with_the_gaps) {
+  pdata::memory_block_io inner(200);
+  // Leaves at 10, 12, 15, 19 (gaps 1, 2, 3), then 30 (a gap of 10), 31.
+  const std::vector<block_address> at = {10, 12, 15, 19, 30, 31};
+  std::vector<uint64_t> keys;
+  for (std::size_t i = 0; i < at.size(); i++) {
+    leaf(inner, at[i], {i * 10, i * 10 + 1});
+    keys.push_back(i * 10);
+  }
+  internal(inner, 1, keys, std::vector<uint64_t>(at.begin(), at.end()));
+
+  test::counting_block_io counted(inner);
+  {
+    pdata::block_cache cache(counted);
+    recorder r;
+    pdata::walk_btree(cache, 1, 8, r);
+    EXPECT_TRUE(r.damages.empty()) << damage_list(r);
+    EXPECT_EQ(r.leaves, at);
+  }
+  // The root, then 10..19 and 30..31.
+  EXPECT_EQ(counted.read_requests,
+            (std::vector<std::pair<block_address, std::size_t>>{{1, 1}, {10, 10}, {30, 2}}));
+
+  // Block 11 (in a gap) cannot be read: the wanted blocks still are.
+  pdata::fault_injecting_block_io faulty(inner);
+  faulty.fail_reads_of(11);
+  pdata::block_cache cache(faulty);
+  recorder r;
+  pdata::walk_btree(cache, 1, 8, r);
+  EXPECT_TRUE(r.damages.empty()) << damage_list(r);
+  EXPECT_EQ(r.leaves, at);
+}

@@ -20,6 +20,11 @@ namespace {
 
 // Internal nodes hold at most (4096 - 32) / 16 entries.
 constexpr std::size_t max_children = (block_size - node_header_size) / 16;
+// Children a few blocks apart are read in one request, the blocks between
+// them with it (on a device read with O_DIRECT a request costs more than a
+// few blocks): up to max_gap unwanted blocks at a time, gap_budget per node.
+constexpr block_address max_gap = 4;
+constexpr std::size_t gap_budget = 256;
 
 class walker {
  public:
@@ -93,11 +98,12 @@ class walker {
   };
 
   // Reads all children of a node at once (those not cached, sorted by
-  // address, consecutive blocks in one request), then visits them in key order.
+  // address, blocks at most max_gap apart in one request), then visits them
+  // in key order.
   void visit_children(const btree_node_view &n, const key_range &r, unsigned depth) {
     const uint32_t nr = n.nr_entries();
     level &lv = levels_[depth];
-    if (!lv.buffers) lv.buffers.reset(new block_buffer[max_children]);
+    if (!lv.buffers) lv.buffers.reset(new block_buffer[max_children + gap_budget]);
     lv.children.clear();
     lv.to_read.clear();
     for (uint32_t i = 0; i < nr; i++) {
@@ -126,7 +132,7 @@ class walker {
   }
 
   struct level {
-    std::unique_ptr<block_buffer[]> buffers;  // max_children blocks
+    std::unique_ptr<block_buffer[]> buffers;  // max_children + gap_budget blocks
     std::vector<child> children;
     std::vector<std::pair<block_address, uint32_t>> to_read;  // (block, child index)
   };
@@ -134,12 +140,20 @@ class walker {
   void read_children(level &lv) {
     auto &want = lv.to_read;
     std::sort(want.begin(), want.end());
-    std::size_t slot = 0, i = 0;
+    std::size_t slot = 0, i = 0, gaps = 0;
     while (i < want.size()) {
-      // A run of consecutive (or repeated) blocks.
+      // A run of consecutive (or repeated) blocks, through small gaps.
       std::size_t j = i + 1;
       block_address last = want[i].first;
-      while (j < want.size() && (want[j].first == last || want[j].first == last + 1)) last = want[j++].first;
+      while (j < want.size()) {
+        const block_address next = want[j].first;
+        if (next > last + 1) {
+          const block_address gap = next - last - 1;
+          if (gap > max_gap || gaps + gap > gap_budget) break;
+          gaps += static_cast<std::size_t>(gap);
+        }
+        last = want[j++].first;
+      }
       const block_address first = want[i].first;
       const std::size_t count = static_cast<std::size_t>(last - first + 1);
       unsigned char *dst = lv.buffers[slot].raw();
