@@ -315,8 +315,8 @@ std::optional<unsigned> tree_height(block_io &io, block_address root, read_plan 
   block_address b = root;
   for (unsigned h = 0; h < max_btree_depth; h++) {
     if (b >= io.nr_blocks()) return std::nullopt;
-    auto buf = std::make_unique<block_buffer>();
     if (!p.pinned.count(b)) {
+      auto buf = std::make_unique<block_buffer>();
       try {
         io.read(b, buf->raw(), 1);
       } catch (const io_error &) {
