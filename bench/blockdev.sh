@@ -43,10 +43,8 @@ while (($#)); do
     *) sed -n '20,23p' "$0" >&2; exit 1 ;;
   esac
 done
-log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { echo "bench/blockdev.sh: $*" >&2; exit 1; }
-mismatches=0
-mismatch() { echo "MISMATCH: $*" >&2; mismatches=$((mismatches + 1)); }
+# shellcheck source=bench/common.sh
+. "$repo/bench/common.sh"
 
 [ "$(id -u)" = 0 ] || { echo "bench/blockdev.sh: needs root for loop devices; skipped" >&2; exit 0; }
 probe=$(mktemp); truncate -s 1M "$probe"
@@ -55,20 +53,8 @@ if ! dev=$(losetup --find --show --read-only "$probe" 2>/dev/null); then
 fi
 losetup -d "$dev"; rm -f "$probe"
 
-"$repo/scripts/install-deps.sh" --with-oracle
+bench_setup
 [ -x /usr/sbin/thin_check ] || die "/usr/sbin/thin_check (thin-provisioning-tools 0.9.0) is missing"
-if [ "$do_build" = 1 ]; then
-  log "building thinkit (RelWithDebInfo) in $build"
-  cmake -S "$repo" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTHINKIT_BENCH=ON >/dev/null
-  cmake --build "$build" -j "$(nproc)" --target thinkit thinkit_gen_xml thinkit_bench_helper >/dev/null
-fi
-ours=$build/tools/thinkit gen=$build/tests/gen/thinkit_gen_xml helper=$build/bench/thinkit_bench_helper
-for b in "$ours" "$gen" "$helper"; do [ -x "$b" ] || die "$b is missing (build with -DTHINKIT_BENCH=ON)"; done
-mkdir -p "$work"; work=$(cd "$work" && pwd)
-if [ -z "$upstream" ] && [ -x "$repo/../shared/peers/tpt-1.3.3/install.sh" ]; then
-  upstream=$work/tpt-1.3.3
-  [ -x "$upstream/pdata_tools" ] || "$repo/../shared/peers/tpt-1.3.3/install.sh" "$upstream" >/dev/null
-fi
 impls="thinkit 0.9.0"
 [ -n "$upstream" ] && [ -x "$upstream/pdata_tools" ] && impls="thinkit 1.3.3 0.9.0"
 [ -z "$out" ] && out=$repo/bench/results/blockdev-${scales//,/-}.md
@@ -157,8 +143,11 @@ verify() {
   for impl in $impls; do
     local o=$tmp/$impl.out
     rm -f "$tmp/$impl.bin"; truncate -s "$(stat -c %s "$d/meta.bin")" "$tmp/$impl.bin"
-    # shellcheck disable=SC2046
-    set +e; $(cmd "$impl" "$tool" "$dev" "$tmp/$impl.bin") >"$o" 2>"$tmp/$impl.err"; echo $? >"$tmp/$impl.rc"; set -e
+    set +e
+    # shellcheck disable=SC2046,SC2091
+    $(cmd "$impl" "$tool" "$dev" "$tmp/$impl.bin") >"$o" 2>"$tmp/$impl.err"
+    echo $? >"$tmp/$impl.rc"
+    set -e
     if [ "$tool" = repair ] && [ "$(cat "$tmp/$impl.rc")" = 0 ]; then
       "$ours" thin_dump "$tmp/$impl.bin" >"$o" || mismatch "$scale repair: dump of $impl's output failed"
     fi
@@ -177,7 +166,6 @@ verify() {
   return 0
 }
 
-median() { sort -g | awk '{a[NR]=$1} END {if (NR) printf "%.3f", a[int((NR + 1) / 2)]; else printf "n/a"}'; }
 col() { # SCALE MODE TOOL IMPL FIELD
   awk -F, -v s="$1" -v m="$2" -v t="$3" -v i="$4" -v f="$5" \
     'NR > 1 && $1 == s && $2 == m && $3 == t && $4 == i {print $f}' "$csv" | median

@@ -43,24 +43,10 @@ while (($#)); do
     *) sed -n '20,22p' "$0" >&2; exit 1 ;;
   esac
 done
-log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { echo "bench/huge.sh: $*" >&2; exit 1; }
-mismatches=0
-mismatch() { echo "MISMATCH: $*" >&2; mismatches=$((mismatches + 1)); }
+# shellcheck source=bench/common.sh
+. "$repo/bench/common.sh"
 
-"$repo/scripts/install-deps.sh" --with-oracle
-if [ "$do_build" = 1 ]; then
-  log "building thinkit (RelWithDebInfo) in $build"
-  cmake -S "$repo" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTHINKIT_BENCH=ON >/dev/null
-  cmake --build "$build" -j "$(nproc)" --target thinkit thinkit_gen_xml thinkit_bench_helper >/dev/null
-fi
-ours=$build/tools/thinkit gen=$build/tests/gen/thinkit_gen_xml helper=$build/bench/thinkit_bench_helper
-for b in "$ours" "$gen" "$helper"; do [ -x "$b" ] || die "$b is missing (build with -DTHINKIT_BENCH=ON)"; done
-mkdir -p "$work"; work=$(cd "$work" && pwd)
-if [ -z "$upstream" ] && [ -x "$repo/../shared/peers/tpt-1.3.3/install.sh" ]; then
-  upstream=$work/tpt-1.3.3
-  [ -x "$upstream/pdata_tools" ] || "$repo/../shared/peers/tpt-1.3.3/install.sh" "$upstream" >/dev/null
-fi
+bench_setup
 fast_impls=thinkit
 [ -n "$upstream" ] && [ -x "$upstream/pdata_tools" ] && fast_impls="thinkit 1.3.3"
 [ -z "$out" ] && out=$repo/bench/results/huge.md
@@ -169,7 +155,6 @@ for tool in "${tool_list[@]}"; do
 done
 elapsed=$(($(date +%s) - t_start))
 
-median() { sort -g | awk '{a[NR]=$1} END {if (NR) printf "%.3f", a[int((NR + 1) / 2)]; else printf "n/a"}'; }
 col() { # MODE TOOL IMPL FIELD
   awk -F, -v m="$1" -v t="$2" -v i="$3" -v f="$4" 'NR > 1 && $1 == m && $2 == t && $3 == i {print $f}' "$csv" | median
 }
