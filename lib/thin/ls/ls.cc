@@ -77,41 +77,20 @@ std::string format_sectors(uint64_t sectors) {
 
 namespace {
 
-// 2-bit saturating counts (0, 1, 2 = "2 or more") of data blocks, in pages
-// allocated as blocks are met: memory follows the mappings read, never a
-// block number taken from the metadata. Pages below 2^36 blocks are found
-// through a directory that grows to the highest page met (8 bytes per 64Ki
-// blocks); a damaged mapping to a block beyond that goes to a hash map.
-// Lookups are random accesses into megabytes of counts, so callers prefetch
-// the counts of the entries a few ahead (prefetch()).
-class data_counts {
+// Per-data-block slots of type T in pages allocated as blocks are met:
+// memory follows the mappings read, never a block number taken from the
+// metadata. Pages below 2^20 pages are found through a directory that grows
+// to the highest page met (8 bytes a page); a damaged mapping to a block
+// beyond that goes to a hash map. Lookups are random accesses into megabytes,
+// so callers prefetch the slots of the entries a few ahead (prefetch()).
+template <class T>
+class paged_slots {
  public:
-  void add(uint64_t b, uint64_t n) {
-    unsigned char &byte = *slot(b, true);
-    unsigned shift = static_cast<unsigned>(b & 3) * 2;
-    uint64_t v = (byte >> shift) & 3u;
-    uint64_t nv = std::min<uint64_t>(2, v + n);
-    byte = static_cast<unsigned char>((byte & ~(3u << shift)) | (nv << shift));
-  }
-  unsigned get(uint64_t b) {
-    const unsigned char *p = slot(b, false);
-    return p ? (*p >> (static_cast<unsigned>(b & 3) * 2)) & 3u : 0;
-  }
-  void prefetch(uint64_t b) const {
-    uint64_t page = b >> page_shift;
-    if (page < dir_.size() && dir_[page]) __builtin_prefetch(dir_[page].get() + offset(b), 1);
-  }
+  static constexpr unsigned page_shift = 14;  // slots a page: 2^14
+  static constexpr std::size_t page_slots = std::size_t(1) << page_shift;
 
- private:
-  static constexpr unsigned page_shift = 16;  // 65536 blocks, 16 KiB a page
-  static constexpr uint64_t max_dir_pages = uint64_t(1) << 20;
-  using page_ptr = std::unique_ptr<unsigned char[]>;
-
-  static std::size_t offset(uint64_t b) { return (b & ((uint64_t(1) << page_shift) - 1)) >> 2; }
-  static page_ptr new_page() { return page_ptr(new unsigned char[std::size_t(1) << (page_shift - 2)]()); }
-
-  unsigned char *slot(uint64_t b, bool create) {
-    uint64_t page = b >> page_shift;
+  T *slot(uint64_t i, bool create) {
+    const uint64_t page = i >> page_shift;
     if (page < max_dir_pages) {
       if (page >= dir_.size()) {
         if (!create) return nullptr;
@@ -122,18 +101,96 @@ class data_counts {
         if (!create) return nullptr;
         p = new_page();
       }
-      return p.get() + offset(b);
+      return p.get() + (i & (page_slots - 1));
     }
     auto it = far_.find(page);
     if (it == far_.end()) {
       if (!create) return nullptr;
       it = far_.emplace(page, new_page()).first;
     }
-    return it->second.get() + offset(b);
+    return it->second.get() + (i & (page_slots - 1));
+  }
+  void prefetch(uint64_t i) const {
+    const uint64_t page = i >> page_shift;
+    if (page < dir_.size() && dir_[page]) __builtin_prefetch(dir_[page].get() + (i & (page_slots - 1)), 1);
+  }
+  std::size_t bytes() const { return pages_ * page_slots * sizeof(T); }
+  // fn(first index of the page, the page's slots) for every page allocated.
+  template <class F>
+  void for_each_page(F fn) const {
+    for (std::size_t p = 0; p < dir_.size(); p++)
+      if (dir_[p]) fn(uint64_t(p) << page_shift, dir_[p].get());
+    for (auto &[p, page] : far_) fn(p << page_shift, page.get());
+  }
+
+ private:
+  static constexpr uint64_t max_dir_pages = uint64_t(1) << 20;
+  using page_ptr = std::unique_ptr<T[]>;
+  page_ptr new_page() {
+    pages_++;
+    return page_ptr(new T[page_slots]());
   }
 
   std::vector<page_ptr> dir_;
   std::unordered_map<uint64_t, page_ptr> far_;
+  std::size_t pages_ = 0;
+};
+
+// 2-bit saturating counts (0, 1, 2 = "2 or more") of data blocks, four to a
+// byte.
+class data_counts {
+ public:
+  void add(uint64_t b, uint64_t n) {
+    unsigned char &byte = *bytes_.slot(b >> 2, true);
+    unsigned shift = static_cast<unsigned>(b & 3) * 2;
+    uint64_t v = (byte >> shift) & 3u;
+    uint64_t nv = std::min<uint64_t>(2, v + n);
+    byte = static_cast<unsigned char>((byte & ~(3u << shift)) | (nv << shift));
+  }
+  unsigned get(uint64_t b) {
+    const unsigned char *p = bytes_.slot(b >> 2, false);
+    return p ? (*p >> (static_cast<unsigned>(b & 3) * 2)) & 3u : 0;
+  }
+  void prefetch(uint64_t b) const { bytes_.prefetch(b >> 2); }
+
+ private:
+  paged_slots<unsigned char> bytes_;
+};
+
+// Who maps each data block, for the count in one pass: 0 nobody yet; the
+// device (its ordinal plus one) whose single path first mapped it; `shared`
+// once a second path (of any device, or the same one) maps it, or a path of
+// a node several paths reach. 2 bytes a block met.
+class data_owners {
+ public:
+  static constexpr uint16_t shared = UINT16_MAX;
+  static constexpr std::size_t max_devices = shared - 1;
+
+  void add(uint64_t b, uint16_t owner) {  // owner 0: a node several paths reach
+    uint16_t &s = *slots_.slot(b, true);
+    s = s == 0 && owner != 0 ? owner : shared;
+  }
+  void prefetch(uint64_t b) const { slots_.prefetch(b); }
+  std::size_t bytes() const { return slots_.bytes(); }
+  // The same knowledge as counts: owned = 1, shared = 2 or more.
+  void to_counts(data_counts &counts) const {
+    slots_.for_each_page([&](uint64_t first, const uint16_t *page) {
+      for (std::size_t k = 0; k < paged_slots<uint16_t>::page_slots; k++)
+        if (page[k]) counts.add(first + k, page[k] == shared ? 2 : 1);
+    });
+  }
+  // Blocks owned, per owner (index: ordinal plus one).
+  std::vector<uint64_t> owned(std::size_t nr_devices) const {
+    std::vector<uint64_t> n(nr_devices + 1, 0);
+    slots_.for_each_page([&](uint64_t, const uint16_t *page) {
+      for (std::size_t k = 0; k < paged_slots<uint16_t>::page_slots; k++)
+        if (page[k] != 0 && page[k] != shared && page[k] <= nr_devices) n[page[k]]++;
+    });
+    return n;
+  }
+
+ private:
+  paged_slots<uint16_t> slots_;
 };
 
 constexpr uint32_t prefetch_distance = 32;  // leaf entries ahead
@@ -146,6 +203,7 @@ struct node_info {
   uint32_t indegree = 0;
   uint8_t height = 0;  // 1: a leaf; 0: not known (the tree's heights were not trusted)
   bool leaf = false;
+  uint16_t owner = 0;  // one path reaches it: its device's ordinal plus one (data_owners); else 0
 };
 static_assert(sizeof(node_info) == 40);
 
@@ -202,7 +260,7 @@ uint8_t tree_height(block_cache &cache, block_address root) {
 }
 
 std::map<uint64_t, uint64_t> count_exclusive(block_cache &cache, const std::map<uint64_t, block_address> &roots,
-                                             progress &prog, bool trust_heights) {
+                                             progress &prog, bool trust_heights, std::size_t owners_budget) {
   std::vector<node_info> nodes;
   node_index index(cache.nr_blocks());
   std::vector<uint32_t> children;
@@ -231,7 +289,14 @@ std::map<uint64_t, uint64_t> count_exclusive(block_cache &cache, const std::map<
   // Discover the internal nodes once; with trusted heights, the nodes one
   // level above the leaves list their children as leaves without reading
   // them (they are read below, in disk order, in large requests).
-  for (auto &[dev, root] : roots) nodes[node_of(root, trust_heights ? tree_height(cache, root) : 0)].paths++;
+  {
+    uint16_t ordinal = 0;
+    for (auto &[dev, root] : roots) {
+      node_info &n = nodes[node_of(root, trust_heights ? tree_height(cache, root) : 0)];
+      n.paths++;
+      n.owner = roots.size() <= data_owners::max_devices ? ++ordinal : 0;
+    }
+  }
   while (!todo.empty()) {
     uint32_t i = todo.back();
     todo.pop_back();
@@ -264,22 +329,31 @@ std::map<uint64_t, uint64_t> count_exclusive(block_cache &cache, const std::map<
     for (uint32_t j = 0; j < n.nr_children; j++) {
       node_info &c = nodes[children[n.first_child + j]];
       c.paths = std::min<uint64_t>(c.paths + n.paths, uint64_t(1) << 62);
+      c.owner = n.owner;  // stands only when one path reaches c: then n is its one parent
       if (--c.indegree == 0) order.push_back(children[n.first_child + j]);
     }
   }
+  for (node_info &n : nodes)
+    if (n.paths != 1) n.owner = 0;
   if (order.size() != nodes.size()) {
     auto it = std::find_if(nodes.begin(), nodes.end(), [](const node_info &n) { return n.indegree != 0; });
     mapping_damage(it->block, "the node is its own descendant (a cycle)");
   }
 
-  // The leaves, in disk order, read twice in large requests: first every
-  // leaf adds its blocks once per path reaching it; then the leaves one path
-  // reaches count their blocks whose count is exactly one.
+  // The leaves, in disk order, in large requests. In one pass while the
+  // owner of every block met fits in `owners_budget` bytes (data_owners): a
+  // device's exclusive blocks are those it owns at the end. Past the budget
+  // (or with too many devices for 16-bit owners), the owners become 2-bit
+  // counts and the pass goes on counting: every leaf adds its blocks once per
+  // path reaching it; then a second pass over the leaves one path reaches
+  // counts their blocks whose count is exactly one.
   std::vector<uint32_t> leaves;
   for (uint32_t i = 0; i < nodes.size(); i++)
     if (nodes[i].leaf) leaves.push_back(i);
   std::sort(leaves.begin(), leaves.end(), [&](uint32_t a, uint32_t b) { return nodes[a].block < nodes[b].block; });
   block_io &io = cache.io();
+  std::unique_ptr<data_owners> owners;
+  if (roots.size() <= data_owners::max_devices && owners_budget > 0) owners = std::make_unique<data_owners>();
   auto read_leaves = [&](const std::vector<uint32_t> &list, bool first_pass) {
     auto runs = plan_runs(list.size(), [&](std::size_t i) { return nodes[list[i]].block; });
     auto usable = [&](const block_run &r, const block_buffer *buf) {
@@ -295,6 +369,13 @@ std::map<uint64_t, uint64_t> count_exclusive(block_cache &cache, const std::map<
         node_info &leaf = nodes[list[x]];
         btree_node_view n(buf[leaf.block - r.start].raw());
         const uint32_t nr = n.nr_entries();
+        if (owners) {
+          for (uint32_t e = 0; e < nr; e++) {
+            if (e + prefetch_distance < nr) owners->prefetch(unpack_block(n.value64(e + prefetch_distance)));
+            owners->add(unpack_block(n.value64(e)), leaf.owner);
+          }
+          continue;
+        }
         for (uint32_t e = 0; e < nr; e++) {
           if (e + prefetch_distance < nr) counts.prefetch(unpack_block(n.value64(e + prefetch_distance)));
           const uint64_t data = unpack_block(n.value64(e));
@@ -305,6 +386,10 @@ std::map<uint64_t, uint64_t> count_exclusive(block_cache &cache, const std::map<
         }
       }
       if (first_pass) prog.advance(r.last - r.first);
+      if (owners && owners->bytes() > owners_budget) {
+        owners->to_counts(counts);
+        owners.reset();
+      }
     };
     const std::size_t stopped = read_runs(io, runs, usable, consume);
     if (stopped == runs.size()) return;
@@ -321,6 +406,15 @@ std::map<uint64_t, uint64_t> count_exclusive(block_cache &cache, const std::map<
     mapping_damage(nodes[list[runs[stopped].first]].block, "the leaves here could not be read together");
   };
   read_leaves(leaves, true);
+  if (owners) {
+    const std::vector<uint64_t> owned = owners->owned(roots.size());
+    std::map<uint64_t, uint64_t> result;
+    for (auto &[dev, root] : roots) {
+      const node_info &n = nodes[index.at(root)];
+      result[dev] = n.owner ? owned[n.owner] : 0;  // a root two devices share: nothing exclusive
+    }
+    return result;
+  }
   leaves.erase(std::remove_if(leaves.begin(), leaves.end(), [&](uint32_t i) { return nodes[i].paths > 1; }),
                leaves.end());
   read_leaves(leaves, false);
@@ -339,14 +433,15 @@ std::map<uint64_t, uint64_t> count_exclusive(block_cache &cache, const std::map<
 }  // namespace
 
 std::map<uint64_t, uint64_t> count_exclusive_blocks(block_cache &cache,
-                                                    const std::map<uint64_t, block_address> &roots, progress *p) {
+                                                    const std::map<uint64_t, block_address> &roots, progress *p,
+                                                    std::size_t owners_budget) {
   progress &prog = or_null(p);
   try {
-    return count_exclusive(cache, roots, prog, true);
+    return count_exclusive(cache, roots, prog, true, owners_budget);
   } catch (const unbalanced &) {
     // Leaves at different depths: no kernel writes that, but the count is
     // still defined; read every node to find the leaves.
-    return count_exclusive(cache, roots, prog, false);
+    return count_exclusive(cache, roots, prog, false, owners_budget);
   }
 }
 

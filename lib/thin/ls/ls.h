@@ -8,17 +8,22 @@
 // internal node once to find it; each tree's height (from its leftmost path)
 // says which children are leaves, so leaves are listed, not read, while the
 // DAG is found. The number of device paths reaching each node is then
-// propagated in topological order, and the leaves are read in disk order in
-// large requests on a reader thread (persistent-data/run_reader.h): first
-// every leaf adds each of its blocks once per path reaching it (2 bits a
-// block, saturating at "2 or more"), then the leaves one path reaches count
-// their blocks referenced exactly once. Those totals are summed bottom-up,
-// once per node, so a device's exclusive count is its root's total. A pool
+// propagated in topological order, with the device of the nodes one path
+// reaches. The leaves are read in disk order in large requests on a reader
+// thread (persistent-data/run_reader.h), once: each data block met notes the
+// device whose one path maps it, or that two paths map it (2 bytes a block);
+// a device's exclusive blocks are those it alone maps. When those notes
+// outgrow their budget (a pool of over 32M data blocks in use, by default),
+// they become 2-bit counts (saturating at "2 or more") and the pass goes on
+// counting every block once per path reaching its leaf; then the leaves one
+// path reaches are read again to count their blocks referenced exactly once,
+// totals summed bottom-up, once per node. A pool
 // with 1,000 snapshots of one origin costs about what the origin alone does.
 // Trees whose leaves lie at different depths (no kernel writes them) are
 // counted by a second pass that reads every node to find the leaves.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -79,10 +84,15 @@ std::string format_sectors(uint64_t sectors);
 // Blocks mapped by exactly one device (counting every device path to a leaf),
 // for each of `roots` (dev_id -> mapping subtree root). Throws metadata_error
 // on damage (an unreadable or invalid node, a cycle), naming the node.
-// `p` (when given) is advanced by each node read.
+// `p` (when given) is advanced by each node read. The leaves are read once
+// while the owner of each data block met fits in `owners_budget` bytes (2
+// bytes a block, with at most 65,534 devices); past it, the pass goes on with
+// 2-bit counts and the leaves one path reaches are read a second time.
+constexpr std::size_t default_owners_budget = std::size_t(64) << 20;
 std::map<uint64_t, uint64_t> count_exclusive_blocks(pdata::block_cache &cache,
                                                     const std::map<uint64_t, pdata::block_address> &roots,
-                                                    pdata::progress *p = nullptr);
+                                                    pdata::progress *p = nullptr,
+                                                    std::size_t owners_budget = default_owners_budget);
 
 // Prints the table for the metadata on `io`. Throws metadata_error (nothing
 // printed) when the metadata cannot be read.
