@@ -38,8 +38,10 @@ step "the sanitizer and fuzzer build (clang)"
   ctest -j "$(nproc)" --output-on-failure -E '(^check_damage_btree\.|^check_fast_path_btree\.|^repair_damage_btree\.|/btree( |$)|one_million|^packaging\.|^check_json\.lists_the_same_problems_as_the_text_output_on_a_sample|^thin_ls\.reads_each_shared_node_once_for_a_thousand|^big_pool\.|^repair_damage_generated\.every_used_block|^thin_pool_crash\.with_|^thin_metadata_size\.matches_the_0_9_0_oracle|^thin_metadata_pack\.packs_made_here_unpack_with_upstream)')
 step "the sanitizer tests"
 # ThreadSanitizer over the reader threads of the fast check
-# (lib/thin/check/fast_check.cc), of dump (lib/thin/dump/dump.cc) and of the
-# run reader (lib/persistent-data/run_reader.cc, its own tests): only the
+# (lib/thin/check/fast_check.cc), of dump (lib/thin/dump/dump.cc), of the
+# run reader (lib/persistent-data/run_reader.cc, its own tests) and of batched
+# reads and their read-ahead (lib/persistent-data/batch_read.cc, its own
+# tests: thin_delta's and thin_ls's reads go through them): only the
 # small thinkit_tsan_tests executable (tests/CMakeLists.txt) and what it links.
 # The filter keeps the in-process tests that start those threads: the fast
 # check of the `btree` fixture (enough leaf runs for its reader thread; the
@@ -48,7 +50,7 @@ step "the sanitizer tests"
 cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTHINKIT_TSAN=ON >/dev/null
 cmake --build build-tsan -j "$(nproc)" --target thinkit_tsan_tests
 TSAN_OPTIONS=halt_on_error=1:abort_on_error=1:second_deadlock_stack=1 build-tsan/tests/thinkit_tsan_tests \
-  --gtest_filter='check_fast_path_hints.*:thin_restore.a_power_cut*:thin_restore.def_and_ref*:run_reader.*'
+  --gtest_filter='check_fast_path_hints.*:thin_restore.a_power_cut*:thin_restore.def_and_ref*:run_reader.*:batch_read.*:read_plan_io.*'
 step "ThreadSanitizer"
 # The libFuzzer harnesses (fuzz/, built above in build-asan): each runs on its
 # seed corpus for a bounded time, two at a time; new inputs go to a scratch

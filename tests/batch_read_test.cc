@@ -6,8 +6,12 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <condition_variable>
 #include <cstring>
 #include <map>
+#include <mutex>
+#include <set>
 #include <vector>
 
 #include "persistent-data/batch_read.h"
@@ -120,6 +124,112 @@ TEST(read_plan_io, serves_pinned_blocks_from_memory_and_reads_the_plan_ahead_in_
   EXPECT_EQ(number_in(buf.raw()), 50u);
   EXPECT_EQ(counted.blocks_read, 10u);
   EXPECT_THROW(io.write(1, buf.raw(), 1), pdata::io_error);
+}
+
+// Claims concurrent reads (as a file does), counts each block's reads, and
+// can hold the reads of chosen blocks until released, so a test can see a
+// read issued before the reader asked for the block.
+class gated_block_io : public pdata::block_io {
+ public:
+  explicit gated_block_io(pdata::block_io &inner) : inner_(inner) {}
+  block_address nr_blocks() const override { return inner_.nr_blocks(); }
+  void read(block_address b, void *buf, std::size_t count) override {
+    std::unique_lock<std::mutex> lock(m_);
+    bool gated = false;
+    for (std::size_t i = 0; i < count; i++) {
+      reads_[b + i]++;
+      gated = gated || held_.count(b + i);
+    }
+    if (gated) {
+      waiting_++;
+      cv_.notify_all();
+      cv_.wait(lock, [&] { return released_; });
+    }
+    inner_.read(b, buf, count);  // under the lock: memory_block_io is not for threads
+  }
+  void write(block_address, const void *, std::size_t) override { throw pdata::io_error("read-only"); }
+  void flush() override {}
+  bool writable() const override { return false; }
+  bool concurrent_reads() const override { return true; }
+
+  void hold(std::vector<block_address> blocks) { held_.insert(blocks.begin(), blocks.end()); }
+  // Whether a held read arrived (false after a minute: the test fails).
+  bool a_held_read_arrives() {
+    std::unique_lock<std::mutex> lock(m_);
+    return cv_.wait_for(lock, std::chrono::minutes(1), [&] { return waiting_ > 0; });
+  }
+  void release() {
+    std::lock_guard<std::mutex> lock(m_);
+    released_ = true;
+    cv_.notify_all();
+  }
+  unsigned reads(block_address b) {
+    std::lock_guard<std::mutex> lock(m_);
+    return reads_[b];
+  }
+
+ private:
+  pdata::block_io &inner_;
+  std::mutex m_;
+  std::condition_variable cv_;
+  std::set<block_address> held_;
+  std::map<block_address, unsigned> reads_;
+  unsigned waiting_ = 0;
+  bool released_ = false;
+};
+
+TEST(read_plan_io, reads_the_next_window_ahead_while_the_reader_works_on_this_one) {
+  pdata::memory_block_io mem(256);
+  stamp(mem, 256);
+  gated_block_io gated(mem);
+  std::vector<block_address> plan;
+  for (block_address b = 0; b < 40; b++) plan.push_back((b * 37) % 200 + 20);  // 40 distinct blocks, scattered
+  gated.hold({plan.begin() + 8, plan.begin() + 16});                           // the second window
+  pdata::read_plan_io io(gated, {}, plan, 8);
+  struct release_at_exit {  // so that a failed assertion does not leave the read ahead waiting
+    gated_block_io &g;
+    ~release_at_exit() { g.release(); }
+  } guard{gated};
+  pdata::block_buffer buf;
+  io.read(plan[0], buf.raw(), 1);  // the first window, read on demand
+  EXPECT_EQ(number_in(buf.raw()), plan[0]);
+  ASSERT_TRUE(gated.a_held_read_arrives()) << "the second window was not read ahead";
+  for (std::size_t i = 1; i < 8; i++) {  // meanwhile, the first window is served from memory
+    io.read(plan[i], buf.raw(), 1);
+    EXPECT_EQ(number_in(buf.raw()), plan[i]);
+  }
+  gated.release();
+  for (std::size_t i = 8; i < plan.size(); i++) {
+    io.read(plan[i], buf.raw(), 1);
+    EXPECT_EQ(number_in(buf.raw()), plan[i]);
+  }
+  io.read(5, buf.raw(), 1);  // not in the plan: straight to the device
+  EXPECT_EQ(number_in(buf.raw()), 5u);
+  EXPECT_EQ(io.batched_blocks(), 40u);
+  for (block_address b : plan) EXPECT_EQ(gated.reads(b), 1u) << "block " << b;
+}
+
+TEST(read_plan_io, a_reader_that_leaves_the_plan_is_served_right_and_every_read_ahead_ends_with_the_object) {
+  pdata::memory_block_io mem(256);
+  stamp(mem, 256);
+  gated_block_io noted(mem);
+  noted.release();
+  std::vector<block_address> plan;
+  for (block_address b = 0; b < 64; b++) plan.push_back(255 - b * 3);
+  for (int stop_after : {0, 1, 9, 17, 40}) {
+    pdata::read_plan_io io(noted, {}, plan, 8);
+    pdata::block_buffer buf;
+    // Every other plan entry, then blocks out of order: what is served is
+    // always the block asked for.
+    for (int i = 0; i < stop_after && i * 2 < 64; i++) {
+      io.read(plan[i * 2], buf.raw(), 1);
+      EXPECT_EQ(number_in(buf.raw()), plan[i * 2]);
+    }
+    for (block_address b : {plan[63], plan[0], block_address(1), plan[30]}) {
+      io.read(b, buf.raw(), 1);
+      EXPECT_EQ(number_in(buf.raw()), b);
+    }
+  }  // the destructor waits for the read in flight (TSan and ASan watch this)
 }
 
 }  // namespace

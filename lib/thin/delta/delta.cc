@@ -54,6 +54,14 @@ class tree_cursor {
   // Entry items.
   uint64_t entry_key() const { return top().view.key(top().index); }
   uint64_t entry_data() const { return unpack_block(top().view.value64(top().index)); }
+  // The leaf holding the current mapping, the mapping's index in it, and a
+  // move past the leaf's mappings before index i (at most its nr_entries).
+  const btree_node_view &leaf() const { return top().view; }
+  uint32_t leaf_index() const { return top().index; }
+  void skip_to(uint32_t i) {
+    stack_.back().index = i;
+    settle();
+  }
 
   // Where the current item starts: a mapping's origin block, or the lowest
   // origin block a node may hold.
@@ -190,7 +198,24 @@ class tree_differ {
         right_(cache, fmt::format("device {}", r.dev_id), r.root, key_range{}, 0, {}),
         v_(v) {}
 
+  // Mappings go out in runs (consecutive origin blocks, each side mapped or
+  // not throughout, and mapped to consecutive data blocks), so the visitor
+  // sees one call a run, not one a mapping. A run pending when damage is
+  // found goes out before the error does.
   void run() {
+    try {
+      walk();
+    } catch (...) {
+      flush();
+      throw;
+    }
+    flush();
+  }
+
+ private:
+  static constexpr uint64_t none = UINT64_MAX;  // unmapped on one side
+
+  void walk() {
     using item = tree_cursor::item;
     for (;;) {
       item li = left_.current(), ri = right_.current();
@@ -213,9 +238,7 @@ class tree_differ {
         continue;
       }
       if (li == item::entry && ri == item::entry) {
-        v_.blocks(pl, left_.entry_data(), right_.entry_data(), 1);
-        left_.skip();
-        right_.skip();
+        merge_leaves();
       } else if (li == item::node && ri == item::entry) {
         left_.descend();
       } else if (li == item::entry) {
@@ -226,7 +249,53 @@ class tree_differ {
     }
   }
 
- private:
+  // Both sides are within a leaf: their mappings merged by origin block
+  // until either leaf ends (the rest is the walk's: the next item on that
+  // side may be a node).
+  void merge_leaves() {
+    const btree_node_view &a = left_.leaf(), &b = right_.leaf();
+    const uint32_t na = a.nr_entries(), nb = b.nr_entries();
+    uint32_t i = left_.leaf_index(), j = right_.leaf_index();
+    while (i < na && j < nb) {
+      const uint64_t ka = a.key(i), kb = b.key(j);
+      if (ka == kb) {
+        emit(ka, unpack_block(a.value64(i)), unpack_block(b.value64(j)));
+        i++;
+        j++;
+      } else if (ka < kb) {
+        emit(ka, unpack_block(a.value64(i)), none);
+        i++;
+      } else {
+        emit(kb, none, unpack_block(b.value64(j)));
+        j++;
+      }
+    }
+    left_.skip_to(i);
+    right_.skip_to(j);
+  }
+
+  void emit(uint64_t origin, uint64_t l, uint64_t r) {
+    if (len_ && origin == origin_ + len_ && (l == none) == (left_data_ == none) &&
+        (r == none) == (right_data_ == none) && (l == none || l == left_data_ + len_) &&
+        (r == none || r == right_data_ + len_)) {
+      len_++;
+      return;
+    }
+    flush();
+    origin_ = origin;
+    left_data_ = l;
+    right_data_ = r;
+    len_ = 1;
+  }
+
+  void flush() {
+    if (!len_) return;
+    const uint64_t len = len_;
+    len_ = 0;
+    v_.blocks(origin_, left_data_ == none ? std::nullopt : std::optional<uint64_t>(left_data_),
+              right_data_ == none ? std::nullopt : std::optional<uint64_t>(right_data_), len);
+  }
+
   // Both sides are at different nodes starting at the same key. A subtree
   // the two trees share sits at the same height in both, so read the higher
   // node first: its children may be the lower one's block. Heights are known
@@ -254,6 +323,7 @@ class tree_differ {
   void shared() {
     const key_range &a = left_.node_keys(), &b = right_.node_keys();
     key_range keys{std::max(a.begin, b.begin), a.end && b.end ? std::min(*a.end, *b.end) : (a.end ? a.end : b.end)};
+    flush();  // the visitor hears of the subtree after the mappings before it
     if (v_.shared_subtree(left_.node_block(), keys)) {
       std::vector<block_address> ancestors = left_.path(), rp = right_.path();
       ancestors.insert(ancestors.end(), rp.begin(), rp.end());
@@ -264,9 +334,13 @@ class tree_differ {
           c.descend();
           continue;
         }
-        uint64_t d = c.entry_data();
-        v_.blocks(c.entry_key(), d, d, 1);
-        c.skip();
+        const btree_node_view &n = c.leaf();
+        const uint32_t nr = n.nr_entries();
+        for (uint32_t i = c.leaf_index(); i < nr; i++) {
+          const uint64_t d = unpack_block(n.value64(i));
+          emit(n.key(i), d, d);
+        }
+        c.skip_to(nr);
       }
     }
     left_.skip();
@@ -274,20 +348,24 @@ class tree_differ {
   }
 
   void only(tree_cursor &c, bool left) {
-    uint64_t d = c.entry_data();
-    if (left)
-      v_.blocks(c.entry_key(), d, std::nullopt, 1);
-    else
-      v_.blocks(c.entry_key(), std::nullopt, d, 1);
+    const uint64_t d = c.entry_data();
+    emit(c.entry_key(), left ? d : none, left ? none : d);
     c.skip();
   }
 
   void drain(tree_cursor &c, bool left) {
     while (c.current() != tree_cursor::item::end) {
-      if (c.current() == tree_cursor::item::node)
+      if (c.current() == tree_cursor::item::node) {
         c.descend();
-      else
-        only(c, left);
+        continue;
+      }
+      const btree_node_view &n = c.leaf();
+      const uint32_t nr = n.nr_entries();
+      for (uint32_t i = c.leaf_index(); i < nr; i++) {
+        const uint64_t d = unpack_block(n.value64(i));
+        emit(n.key(i), left ? d : none, left ? none : d);
+      }
+      c.skip_to(nr);
     }
   }
 
@@ -295,6 +373,8 @@ class tree_differ {
   std::string both_;
   tree_cursor left_, right_;
   delta_visitor &v_;
+  // The run not yet handed to the visitor (len_ 0: none).
+  uint64_t origin_ = 0, left_data_ = none, right_data_ = none, len_ = 0;
 };
 
 // The reads of a diff, planned: every internal node of both subtrees is read
@@ -438,8 +518,9 @@ delta_range_writer::~delta_range_writer() {
   }
 }
 
-void delta_range_writer::write(const std::string &s) {
-  buf_ += s;
+template <typename... Args>
+void delta_range_writer::put(fmt::format_string<Args...> f, Args &&...args) {
+  fmt::format_to(std::back_inserter(buf_), f, std::forward<Args>(args)...);
   if (buf_.size() >= (1u << 16)) {
     out_.write(buf_.data(), buf_.size());
     buf_.clear();
@@ -494,23 +575,23 @@ void delta_range_writer::put_piece(kind k, uint64_t begin, std::optional<uint64_
   if (!kind_ || *kind_ != k) {
     close_group();
     kind_ = k;
-    write(fmt::format("{}<{}>\n", indent_, tag(static_cast<int>(k))));
+    put("{}<{}>\n", indent_, tag(static_cast<int>(k)));
   }
   if (k == kind::different)
-    write(fmt::format("{}  <range begin=\"{}\" left_data_begin=\"{}\" right_data_begin=\"{}\" length=\"{}\"/>\n",
-                      indent_, begin, *left, *right, len));
+    put("{}  <range begin=\"{}\" left_data_begin=\"{}\" right_data_begin=\"{}\" length=\"{}\"/>\n", indent_,
+        begin, *left, *right, len);
   else
-    write(fmt::format("{}  <range begin=\"{}\" data_begin=\"{}\" length=\"{}\"/>\n", indent_, begin,
-                      k == kind::right_only ? *right : *left, len));
+    put("{}  <range begin=\"{}\" data_begin=\"{}\" length=\"{}\"/>\n", indent_, begin,
+        k == kind::right_only ? *right : *left, len);
 }
 
 void delta_range_writer::close_group() {
   if (!kind_) return;
   if (verbose_)
-    write(fmt::format("{}</{}>\n", indent_, tag(static_cast<int>(*kind_))));
+    put("{}</{}>\n", indent_, tag(static_cast<int>(*kind_)));
   else
-    write(fmt::format("{}<{} begin=\"{}\" length=\"{}\"/>\n", indent_, tag(static_cast<int>(*kind_)), range_begin_,
-                      range_end_ - range_begin_));
+    put("{}<{} begin=\"{}\" length=\"{}\"/>\n", indent_, tag(static_cast<int>(*kind_)), range_begin_,
+        range_end_ - range_begin_);
   kind_.reset();
 }
 

@@ -19,6 +19,8 @@
 #include <optional>
 #include <string>
 
+#include <fmt/format.h>
+
 #include "persistent-data/block_cache.h"
 #include "persistent-data/block_io.h"
 #include "persistent-data/btree_walk.h"
@@ -98,7 +100,8 @@ class delta_range_writer : public delta_visitor {
   void end_piece();
   void put_piece(kind k, uint64_t begin, std::optional<uint64_t> left, std::optional<uint64_t> right, uint64_t len);
   void close_group();
-  void write(const std::string &s);
+  template <typename... Args>
+  void put(fmt::format_string<Args...> f, Args &&...args);  // formatted into the buffer
 
   text_sink &out_;
   bool verbose_;
