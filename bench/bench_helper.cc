@@ -8,6 +8,11 @@
 //                           in disk order with large reads; counts the blocks whose
 //                           stored checksum matches a persistent-data salt. FILE may
 //                           be a block device (with --direct: the I/O floor)
+//   floor FILE [--direct] --trees DEV,DEV...
+//                           the same over the blocks of those thin devices' mapping
+//                           subtrees only (what thin_delta must read, or a floor
+//                           for it): found by an untimed walk first, then read in
+//                           disk order (through gaps of up to 4 blocks) and timed
 //   evict FILE...           fsync, then posix_fadvise(DONTNEED): drops the file's
 //                           clean pages from the page cache (no root needed)
 //   resident FILE           how many of FILE's pages are in the page cache (mincore)
@@ -30,6 +35,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
@@ -44,6 +50,7 @@
 #include <fmt/format.h>
 
 #include "persistent-data/block.h"
+#include "persistent-data/btree_node.h"
 #include "persistent-data/checksum.h"
 #include "persistent-data/crc32c.h"
 #include "persistent-data/endian.h"
@@ -177,30 +184,98 @@ uint64_t for_each_used_run(const input_file &f, const used_map &m, Fn fn) {
   return reads;
 }
 
-int cmd_floor(const std::string &path, bool direct) {
+// Offset of the mapping tree's root in the thin superblock.
+constexpr std::size_t data_mapping_root_offset = 320;
+
+// The blocks of device `dev`'s mapping subtree, added to `out`: the top
+// level searched for its root, then every node below it. Malformed nodes
+// end the search with an error (this is a measuring aid for sound pools).
+void subtree_blocks(const input_file &f, const std::string &path, uint64_t dev, std::vector<block_address> &out) {
+  aligned_blocks buf(1);
+  auto node = [&](block_address b) {
+    if (b >= f.nr_blocks()) throw failure(fmt::format("{}: node {} is beyond the end", path, b));
+    f.read(b, buf.data(), 1);
+    if (auto err = pdata::validate_btree_node(buf.data(), b, 8)) throw failure(fmt::format("{}: block {}: {}", path, b, *err));
+    return pdata::btree_node_view(buf.data());
+  };
+  f.read(0, buf.data(), 1);
+  block_address b = pdata::load_le64(buf.data() + data_mapping_root_offset);
+  for (unsigned depth = 0;; depth++) {  // the top level: dev -> subtree root
+    if (depth > 8) throw failure(fmt::format("{}: the top level is too deep", path));
+    auto n = node(b);
+    uint32_t i = 0;
+    while (i < n.nr_entries() && n.key(i) <= dev) i++;
+    if (i == 0 || (n.is_leaf() && n.key(i - 1) != dev)) throw failure(fmt::format("{}: no device {}", path, dev));
+    b = n.value64(i - 1);
+    if (n.is_leaf()) break;
+  }
+  std::vector<block_address> todo{b};
+  while (!todo.empty()) {
+    block_address x = todo.back();
+    todo.pop_back();
+    out.push_back(x);
+    auto n = node(x);
+    if (n.is_leaf()) continue;
+    for (uint32_t i = 0; i < n.nr_entries(); i++) todo.push_back(n.value64(i));
+  }
+}
+
+// Reads `blocks` (sorted, distinct) in disk order, joining runs through gaps of
+// up to 4 unwanted blocks into reads of up to max_read_blocks.
+template <typename Fn>
+uint64_t for_each_listed_run(const input_file &f, const std::vector<block_address> &blocks, Fn fn) {
+  aligned_blocks buf(max_read_blocks);
+  uint64_t reads = 0;
+  for (std::size_t i = 0; i < blocks.size();) {
+    std::size_t j = i + 1;
+    while (j < blocks.size() && blocks[j] - blocks[j - 1] <= 5 && blocks[j] - blocks[i] < max_read_blocks) j++;
+    const std::size_t n = blocks[j - 1] - blocks[i] + 1;
+    f.read(blocks[i], buf.data(), n);
+    reads++;
+    for (std::size_t k = i; k < j; k++) fn(blocks[k], buf.data() + (blocks[k] - blocks[i]) * block_size);
+    i = j;
+  }
+  return reads;
+}
+
+int cmd_floor(const std::string &path, bool direct, const std::vector<uint64_t> &trees) {
+  std::vector<block_address> listed;
+  if (!trees.empty()) {
+    input_file f(path, direct);
+    for (uint64_t dev : trees) subtree_blocks(f, path, dev, listed);
+    std::sort(listed.begin(), listed.end());
+    listed.erase(std::unique(listed.begin(), listed.end()), listed.end());
+  }
   auto t0 = std::chrono::steady_clock::now();
   input_file f(path, direct);
-  used_map m = read_used(f, path);
   const uint32_t salts[] = {static_cast<uint32_t>(pdata::checksum_salt::superblock),
                             static_cast<uint32_t>(pdata::checksum_salt::btree_node),
                             static_cast<uint32_t>(pdata::checksum_salt::bitmap),
                             static_cast<uint32_t>(pdata::checksum_salt::index_block)};
   uint64_t valid = 0;
   uint32_t fold = 0;
-  uint64_t reads = for_each_used_run(f, m, [&](block_address, std::size_t n, const unsigned char *data) {
-    for (std::size_t i = 0; i < n; i++) {
-      const unsigned char *blk = data + i * block_size;
-      uint32_t crc = pdata::crc32c_raw(0xffffffffu, blk + 4, block_size - 4);
-      uint32_t diff = crc ^ pdata::stored_checksum(blk);
-      for (uint32_t s : salts)
-        if (diff == s) valid++;
-      fold ^= crc;
-    }
-  });
+  auto sum = [&](const unsigned char *blk) {
+    uint32_t crc = pdata::crc32c_raw(0xffffffffu, blk + 4, block_size - 4);
+    uint32_t diff = crc ^ pdata::stored_checksum(blk);
+    for (uint32_t s : salts)
+      if (diff == s) valid++;
+    fold ^= crc;
+  };
+  uint64_t reads = 0, nr_blocks = 0;
+  if (trees.empty()) {
+    used_map m = read_used(f, path);
+    nr_blocks = m.nr_used;
+    reads = for_each_used_run(f, m, [&](block_address, std::size_t n, const unsigned char *data) {
+      for (std::size_t i = 0; i < n; i++) sum(data + i * block_size);
+    });
+  } else {
+    nr_blocks = listed.size();
+    reads = for_each_listed_run(f, listed, [&](block_address, const unsigned char *blk) { sum(blk); });
+  }
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  double gib = static_cast<double>(m.nr_used * block_size) / (1024.0 * 1024.0 * 1024.0);
+  double gib = static_cast<double>(nr_blocks * block_size) / (1024.0 * 1024.0 * 1024.0);
   fmt::print("used_blocks={}\nvalid_checksums={}\nreads={}\nhardware_crc={}\nseconds={:.4f}\nGiB_per_s={:.2f}\nfold={:08x}\n",
-             m.nr_used, valid, reads, pdata::crc32c_hardware() ? 1 : 0, secs, secs > 0 ? gib / secs : 0.0, fold);
+             nr_blocks, valid, reads, pdata::crc32c_hardware() ? 1 : 0, secs, secs > 0 ? gib / secs : 0.0, fold);
   return 0;
 }
 
@@ -293,7 +368,8 @@ int cmd_run(const std::string &out, char **argv) {
 
 int usage() {
   fmt::print(stderr,
-             "usage: thinkit_bench_helper info FILE | floor FILE [--direct] | evict FILE... | resident FILE |\n"
+             "usage: thinkit_bench_helper info FILE | floor FILE [--direct] [--trees DEV,DEV...] |\n"
+             "       evict FILE... | resident FILE |\n"
              "       warm FILE... | run -o OUT -- CMD...\n");
   return 1;
 }
@@ -305,8 +381,31 @@ int main(int argc, char **argv) {
   const std::string cmd = argv[1];
   try {
     if (cmd == "info" && argc == 3) return cmd_info(argv[2]);
-    if (cmd == "floor" && (argc == 3 || (argc == 4 && std::string(argv[3]) == "--direct")))
-      return cmd_floor(argv[2], argc == 4);
+    if (cmd == "floor") {
+      bool direct = false, ok = true;
+      std::vector<uint64_t> trees;
+      for (int i = 3; i < argc && ok; i++) {
+        const std::string a = argv[i];
+        if (a == "--direct") {
+          direct = true;
+        } else if (a == "--trees" && i + 1 < argc) {
+          std::string list = argv[++i];
+          for (std::size_t at = 0; at <= list.size();) {
+            std::size_t comma = std::min(list.find(',', at), list.size());
+            const std::string item = list.substr(at, comma - at);
+            char *end = nullptr;
+            errno = 0;
+            unsigned long long v = std::strtoull(item.c_str(), &end, 10);
+            if (item.empty() || *end || errno) ok = false;
+            trees.push_back(v);
+            at = comma + 1;
+          }
+        } else {
+          ok = false;
+        }
+      }
+      if (ok) return cmd_floor(argv[2], direct, trees);
+    }
     if (cmd == "resident" && argc == 3) return cmd_resident(argv[2]);
     if (cmd == "run" && argc >= 6 && std::string(argv[2]) == "-o" && std::string(argv[4]) == "--")
       return cmd_run(argv[3], argv + 5);

@@ -8,7 +8,8 @@
 # the file's disk) and warm (loop --direct-io=off over a file held in the page
 # cache). The three run alternately; medians of --runs. Beside them the I/O
 # floor: the used metadata blocks read in disk order with large O_DIRECT reads
-# (thinkit_bench_helper floor --direct).
+# (thinkit_bench_helper floor --direct); for thin_delta, the floor of the
+# blocks it must read: the two devices' mapping subtrees (floor --trees).
 #
 # Every timed run writes to /dev/null (or a fresh sparse file for repair); an
 # untimed run per implementation then checks the outputs: thin_check verdicts
@@ -27,6 +28,7 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 
 scales=M runs=3 modes=cold,warm tools=check,dump,delta,repair,ls,rmap slow_runs=1
+delta_devs=1,5  # thin_delta --snap1 1 --snap2 5: the first origin and the first snapshot
 work=/tmp/thinkit-bench-blk build=$repo/build-bench do_build=1 upstream="" out=""
 while (($#)); do
   case $1 in
@@ -108,7 +110,7 @@ cmd() {
   case $tool in
     check) echo "${pre[*]} -q $dev" ;;
     dump) echo "${pre[*]} $dev" ;;
-    delta) echo "${pre[*]} --snap1 1 --snap2 5 $dev" ;;
+    delta) echo "${pre[*]} --snap1 ${delta_devs%,*} --snap2 ${delta_devs#*,} $dev" ;;
     repair) echo "${pre[*]} -i $dev -o $o" ;;
     ls) echo "${pre[*]} -o DEV,MAPPED_BLOCKS,EXCLUSIVE_BLOCKS,SHARED_BLOCKS $dev" ;;
     rmap) echo "${pre[*]} --region 0..4096 $dev" ;;
@@ -186,6 +188,10 @@ for scale in "${scale_list[@]}"; do
     for ((i = 1; i <= runs; i++)); do
       prepare "$mode" "$meta" "$dev"
       timed "$scale" "$mode" floor floor "$i" -- "$helper" floor "$dev" --direct
+      if [[ ",$tools," == *,delta,* ]]; then
+        prepare "$mode" "$meta" "$dev"
+        timed "$scale" "$mode" floor delta-floor "$i" -- "$helper" floor "$dev" --direct --trees "$delta_devs"
+      fi
     done
     for tool in "${tool_list[@]}"; do
       for ((i = 1; i <= runs; i++)); do
@@ -210,7 +216,7 @@ elapsed=$(($(date +%s) - t_start))
   echo "\`bench/blockdev.sh --scales $scales --runs $runs --modes $modes --tools $tools\`, $(nproc) cores," \
        "load average at the start $(cut -d' ' -f1-3 /proc/loadavg), $elapsed s in all. Medians of $runs" \
        "alternating runs (0.9.0's repair: $slow_runs), wall seconds; \"x 1.3.3\" is 1.3.3's time over thinkit's," \
-       "\"x floor\" thinkit's over the I/O floor. Max RSS in MiB."
+       "\"x floor\" thinkit's over the I/O floor (delta's: over the floor of the two trees it diffs). Max RSS in MiB."
   echo
   echo "| scale | mode | tool | thinkit | 1.3.3 | 0.9.0 | x 1.3.3 | x floor | thinkit MiB | 1.3.3 MiB |"
   echo "|---|---|---|---|---|---|---|---|---|---|"
@@ -218,12 +224,17 @@ elapsed=$(($(date +%s) - t_start))
     for mode in "${mode_list[@]}"; do
       floor=$(col "$scale" "$mode" floor floor 6)
       echo "| $scale | $mode | I/O floor | $floor | | | | | | |"
+      if [[ ",$tools," == *,delta,* ]]; then
+        delta_floor=$(col "$scale" "$mode" floor delta-floor 6)
+        echo "| $scale | $mode | I/O floor of delta's two trees | $delta_floor | | | | | | |"
+      fi
       for tool in "${tool_list[@]}"; do
+        f=$floor; [ "$tool" = delta ] && f=$delta_floor
         a=$(col "$scale" "$mode" "$tool" thinkit 6) b=$(col "$scale" "$mode" "$tool" 1.3.3 6)
         c=$(col "$scale" "$mode" "$tool" 0.9.0 6)
         ra=$(col "$scale" "$mode" "$tool" thinkit 9) rb=$(col "$scale" "$mode" "$tool" 1.3.3 9)
         x13=$(awk -v a="$a" -v b="$b" 'BEGIN {if (a + 0 > 0 && b != "n/a") printf "%.2f", b / a; else print "n/a"}')
-        xf=$(awk -v a="$a" -v f="$floor" 'BEGIN {if (f + 0 > 0) printf "%.2f", a / f; else print "n/a"}')
+        xf=$(awk -v a="$a" -v f="$f" 'BEGIN {if (f + 0 > 0) printf "%.2f", a / f; else print "n/a"}')
         mib() { awk -v k="$1" 'BEGIN {if (k == "n/a") print k; else printf "%.0f", k / 1024}'; }
         echo "| $scale | $mode | $tool | $a | $b | $c | $x13 | $xf | $(mib "$ra") | $(mib "$rb") |"
       done
