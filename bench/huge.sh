@@ -14,11 +14,15 @@
 # one run of thinkit and one of 0.9.0 per tool, warm, their output hashed in
 # the same pipeline (sha256sum on the other core), compared: dump, delta, ls
 # and rmap byte for byte, check's verdict and stderr. 0.9.0 is timed by that
-# run only (it takes minutes). The I/O floor (every used block read with
-# large O_DIRECT reads) is measured beside them.
+# run only (it takes minutes). thin_repair writes to a fresh sparse file in
+# --work each run (about 15 GiB more disk); its check is thinkit's repair
+# output dumped and hashed against the input's dump, and 0.9.0's repair is
+# not run (at XL it takes 30 times thinkit's: here, most of an hour). The I/O
+# floor (every used block read with large O_DIRECT reads) is measured beside
+# them.
 #
 #   bench/huge.sh [--work DIR] [--build DIR] [--no-build] [--runs N]
-#       [--modes warm,cold] [--tools check,dump,delta,ls,rmap]
+#       [--modes warm,cold] [--tools check,dump,delta,ls,rmap,repair]
 #       [--upstream DIR] [--out FILE]
 #
 # Needs root for the cold mode (losetup); about 16 GiB of disk in --work
@@ -85,8 +89,12 @@ cmd() {
     delta) echo "$pre --snap1 1 --snap2 5 $dev" ;;
     ls) echo "$pre -o DEV,MAPPED_BLOCKS,EXCLUSIVE_BLOCKS,SHARED_BLOCKS $dev" ;;
     rmap) echo "$pre --region 0..4096 $dev" ;;
+    repair) echo "$pre -i $dev -o $tmp/out.bin" ;;
   esac
 }
+
+# fresh_output: an empty sparse file the size of the input, for repair.
+fresh_output() { rm -f "$tmp/out.bin"; truncate -s "$(stat -c %s "$meta")" "$tmp/out.bin"; }
 
 # timed MODE TOOL IMPL RUN -- CMD...: one run, a CSV row.
 timed() {
@@ -135,6 +143,7 @@ for mode in "${mode_list[@]}"; do
   for tool in "${tool_list[@]}"; do
     for ((i = 1; i <= runs; i++)); do
       for impl in $fast_impls; do
+        [ "$tool" = repair ] && fresh_output
         if [ "$mode" = cold ]; then blockdev --flushbufs "$dev"; else "$helper" warm "$meta" >/dev/null; fi
         # shellcheck disable=SC2046
         timed "$mode" "$tool" "$impl" "$i" -- $(cmd "$impl" "$tool" "$dev")
@@ -145,6 +154,16 @@ for mode in "${mode_list[@]}"; do
 done
 
 for tool in "${tool_list[@]}"; do
+  if [ "$tool" = repair ]; then
+    fresh_output
+    "$ours" thin_repair -i "$meta" -o "$tmp/out.bin" 2>"$tmp/thinkit.err" || mismatch "repair: thinkit failed"
+    "$ours" thin_dump "$tmp/out.bin" | sha256sum >"$tmp/repaired.sha"
+    "$ours" thin_dump "$meta" | sha256sum >"$tmp/input.sha"
+    cmp -s "$tmp/repaired.sha" "$tmp/input.sha" || mismatch "repair: thinkit's output does not dump as its input does"
+    log "  repair: thinkit's output dumps as its input does: $(cut -c1-16 "$tmp/repaired.sha")"
+    rm -f "$tmp/out.bin"
+    continue
+  fi
   hashed "$tool" thinkit
   hashed "$tool" 0.9.0
   for impl in thinkit 0.9.0; do
@@ -183,7 +202,9 @@ col() { # MODE TOOL IMPL FIELD
     done
   done
   echo
-  if [ "$mismatches" = 0 ]; then echo "Outputs: thinkit's equal 0.9.0's for every tool."; else echo "Outputs: $mismatches MISMATCHES (see the run's stderr)."; fi
+  if [ "$mismatches" = 0 ]; then
+    echo "Outputs: thinkit's equal 0.9.0's for every tool$([[ ",$tools," == *,repair,* ]] && echo " (repair: thinkit's output dumps as its input does)")."
+  else echo "Outputs: $mismatches MISMATCHES (see the run's stderr)."; fi
 } >"$out"
 cat "$out"
 [ "$mismatches" = 0 ]

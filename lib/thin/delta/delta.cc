@@ -513,14 +513,14 @@ delta_range_writer::delta_range_writer(text_sink &out, bool verbose, unsigned in
 delta_range_writer::~delta_range_writer() {
   // Best effort: what was built before an error stays printed.
   try {
-    if (!buf_.empty()) out_.write(buf_.data(), buf_.size());
+    if (buf_.size()) out_.write(buf_.data(), buf_.size());
   } catch (...) {
   }
 }
 
 template <typename... Args>
 void delta_range_writer::put(fmt::format_string<Args...> f, Args &&...args) {
-  fmt::format_to(std::back_inserter(buf_), f, std::forward<Args>(args)...);
+  fmt::format_to(fmt::appender(buf_), f, std::forward<Args>(args)...);
   if (buf_.size() >= (1u << 16)) {
     out_.write(buf_.data(), buf_.size());
     buf_.clear();
@@ -598,7 +598,7 @@ void delta_range_writer::close_group() {
 void delta_range_writer::finish() {
   end_piece();
   close_group();
-  if (!buf_.empty()) out_.write(buf_.data(), buf_.size());
+  if (buf_.size()) out_.write(buf_.data(), buf_.size());
   buf_.clear();
 }
 

@@ -112,7 +112,7 @@ class delta_range_writer : public delta_visitor {
   // Plain output: the range being merged. Verbose: the open group.
   std::optional<kind> kind_;
   uint64_t range_begin_ = 0, range_end_ = 0;
-  std::string buf_;
+  fmt::memory_buffer buf_;
 };
 
 }  // namespace thin

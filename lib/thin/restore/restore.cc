@@ -2,6 +2,7 @@
 #include "thin/restore/restore.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <optional>
 
@@ -35,7 +36,10 @@ void restore_emitter::begin_superblock(const superblock_info &sb) {
     throw bad_input_error(fmt::format(
         "data_block_size {} is invalid: it must be a multiple of 128 sectors between 128 and 2097152",
         sb.data_block_size));
-  if (sb.time > 0xFFFFFF) throw bad_input_error(fmt::format("superblock time {} does not fit in 24 bits", sb.time));
+  // The superblock keeps 32 bits of time (only a mapping's time is 24 bits;
+  // the parser holds both to their widths). 0.9.0 and 1.3.3 restore any
+  // 32-bit time, and check accepts it: so does restore.
+  if (sb.time > UINT32_MAX) throw bad_input_error(fmt::format("superblock time {} does not fit in 32 bits", sb.time));
   // nr_data_blocks sizes the data space map: check it against the format and
   // this output before anything is allocated or written (a too-small output
   // is refused here, untouched, with the size it needs).
