@@ -96,7 +96,7 @@ TEST(fuzz_findings, restore_refuses_a_mapping_time_after_the_superblock_time_or_
 // 24 bits), where 0.9.0 and 1.3.3 restore it. The harness's invariant: the
 // dump restores, and the restored pool dumps the same.
 TEST(fuzz_findings, a_clean_pool_whose_superblock_time_needs_more_than_24_bits_dumps_restores_and_dumps_the_same) {
-  sparse_image img = load_sparse("fuzz-roundtrip-superblock-time-past-24-bits.img");
+  sparse_image img = load_sparse("fuzz-roundtrip-superblock-time-past-24-bits.sparse");
   ASSERT_GT(img.nr_blocks, 0u);
   auto io = device_of(img);
   auto dump = [](pdata::block_io &dev) {
