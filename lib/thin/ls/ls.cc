@@ -524,9 +524,15 @@ void ls_metadata(block_io &io, const ls_options &opts, text_sink &out) {
     for (auto &[dev, d] : details)
       if (!roots.count(dev)) throw metadata_error(fmt::format("device {} has no mapping tree", dev));
     progress &prog = or_null(opts.progress);
-    prog.begin("counting shared blocks", read_superblock(io, 0).metadata_sm_root().nr_allocated.get(),
-               "metadata blocks");
-    exclusive = count_exclusive_blocks(cache, roots, &prog);
+    const superblock live = read_superblock(io, 0);
+    prog.begin("counting shared blocks", live.metadata_sm_root().nr_allocated.get(), "metadata blocks");
+    // One pass needs 2 bytes per data block in use: when the data space map
+    // says more are in use than the budget holds, count in two passes from
+    // the start rather than build the owners only to drop them halfway (the
+    // count stays right whatever the space map says: the budget is enforced
+    // as blocks are met).
+    const bool one_pass = live.data_sm_root().nr_allocated.get() <= default_owners_budget / 2;
+    exclusive = count_exclusive_blocks(cache, roots, &prog, one_pass ? default_owners_budget : 0);
     prog.end();
   }
 

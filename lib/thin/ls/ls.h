@@ -13,8 +13,9 @@
 // thread (persistent-data/run_reader.h), once: each data block met notes the
 // device whose one path maps it, or that two paths map it (2 bytes a block);
 // a device's exclusive blocks are those it alone maps. When those notes
-// outgrow their budget (a pool of over 32M data blocks in use, by default),
-// they become 2-bit counts (saturating at "2 or more") and the pass goes on
+// outgrow their budget (a pool of over 32M data blocks in use, by default;
+// thin_ls then counts in two passes from the start, as the data space map
+// tells it), they become 2-bit counts (saturating at "2 or more") and the pass goes on
 // counting every block once per path reaching its leaf; then the leaves one
 // path reaches are read again to count their blocks referenced exactly once,
 // totals summed bottom-up, once per node. A pool
