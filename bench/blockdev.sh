@@ -11,14 +11,16 @@
 # (thinkit_bench_helper floor --direct); for thin_delta, the floor of the
 # blocks it must read: the two devices' mapping subtrees (floor --trees).
 #
-# Every timed run writes to /dev/null (or a fresh sparse file for repair); an
-# untimed run per implementation then checks the outputs: thin_check verdicts
-# equal, dump/delta/ls/rmap output byte-identical to 0.9.0's (1.3.3's dump and
-# delta differ in form, so they are checked for exit 0 only), repairs dumping
-# as the generated XML. Exit 1 on any mismatch.
+# Every timed run writes to /dev/null (or a fresh sparse file for repair and
+# restore); an untimed run per implementation then checks the outputs:
+# thin_check verdicts equal, dump/delta/ls/rmap output byte-identical to
+# 0.9.0's (1.3.3's dump and delta differ in form, so they are checked for exit
+# 0 only), repairs and restores (thinkit's, 0.9.0's) dumping as the generated
+# XML. restore reads the generated XML (cold: evicted from the page cache;
+# warm: in it) and writes a file, whatever the mode. Exit 1 on any mismatch.
 #
 #   bench/blockdev.sh [--scales M,L] [--runs 3] [--modes cold,warm]
-#       [--tools check,dump,delta,repair,ls,rmap] [--slow-runs 1]
+#       [--tools check,dump,delta,repair,restore,ls,rmap] [--slow-runs 1]
 #       [--work DIR] [--build DIR] [--no-build] [--upstream DIR] [--out FILE]
 #
 # Needs root (losetup); without loop device support it says so and exits 0.
@@ -27,7 +29,7 @@
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 
-scales=M runs=3 modes=cold,warm tools=check,dump,delta,repair,ls,rmap slow_runs=1
+scales=M runs=3 modes=cold,warm tools=check,dump,delta,repair,restore,ls,rmap slow_runs=1
 delta_devs=1,5  # thin_delta --snap1 1 --snap2 5: the first origin and the first snapshot
 work=/tmp/thinkit-bench-blk build=$repo/build-bench do_build=1 upstream="" out=""
 while (($#)); do
@@ -42,7 +44,7 @@ while (($#)); do
     --no-build) do_build=0; shift ;;
     --upstream) upstream=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
-    *) sed -n '20,23p' "$0" >&2; exit 1 ;;
+    *) sed -n '22,24p' "$0" >&2; exit 1 ;;
   esac
 done
 # shellcheck source=bench/common.sh
@@ -112,6 +114,7 @@ cmd() {
     dump) echo "${pre[*]} $dev" ;;
     delta) echo "${pre[*]} --snap1 ${delta_devs%,*} --snap2 ${delta_devs#*,} $dev" ;;
     repair) echo "${pre[*]} -i $dev -o $o" ;;
+    restore) echo "${pre[*]} -i $xml -o $o" ;;
     ls) echo "${pre[*]} -o DEV,MAPPED_BLOCKS,EXCLUSIVE_BLOCKS,SHARED_BLOCKS $dev" ;;
     rmap) echo "${pre[*]} --region 0..4096 $dev" ;;
   esac
@@ -150,7 +153,7 @@ verify() {
     $(cmd "$impl" "$tool" "$dev" "$tmp/$impl.bin") >"$o" 2>"$tmp/$impl.err"
     echo $? >"$tmp/$impl.rc"
     set -e
-    if [ "$tool" = repair ] && [ "$(cat "$tmp/$impl.rc")" = 0 ]; then
+    if { [ "$tool" = repair ] || [ "$tool" = restore ]; } && [ "$(cat "$tmp/$impl.rc")" = 0 ]; then
       "$ours" thin_dump "$tmp/$impl.bin" >"$o" || mismatch "$scale repair: dump of $impl's output failed"
     fi
   done
@@ -159,8 +162,8 @@ verify() {
   done
   case $tool in
     check) cmp -s "$tmp/thinkit.err" "$tmp/0.9.0.err" || mismatch "$scale check: stderr differs from 0.9.0's" ;;
-    dump|repair) cmp -s "$tmp/thinkit.out" "$d/pool.xml" || mismatch "$scale $tool: thinkit's output is not the generated XML"
-                 [ "$tool" = repair ] && ! cmp -s "$tmp/0.9.0.out" "$d/pool.xml" && mismatch "$scale repair: 0.9.0's repair does not dump as the XML"
+    dump|repair|restore) cmp -s "$tmp/thinkit.out" "$d/pool.xml" || mismatch "$scale $tool: thinkit's output is not the generated XML"
+                 [ "$tool" != dump ] && ! cmp -s "$tmp/0.9.0.out" "$d/pool.xml" && mismatch "$scale $tool: 0.9.0's output does not dump as the XML"
                  [ "$tool" = dump ] && ! cmp -s "$tmp/0.9.0.out" "$d/pool.xml" && mismatch "$scale dump: 0.9.0's dump is not the XML" ;;
     delta|ls|rmap) cmp -s "$tmp/thinkit.out" "$tmp/0.9.0.out" || mismatch "$scale $tool: output differs from 0.9.0's" ;;
   esac
@@ -179,7 +182,7 @@ IFS=, read -r -a tool_list <<<"$tools"
 t_start=$(date +%s)
 for scale in "${scale_list[@]}"; do
   input "$scale"
-  meta=$work/$scale/meta.bin
+  meta=$work/$scale/meta.bin xml=$work/$scale/pool.xml
   for mode in "${mode_list[@]}"; do
     dio=on; [ "$mode" = warm ] && dio=off
     dev=$(losetup --find --show --read-only --direct-io="$dio" "$meta")
@@ -196,9 +199,11 @@ for scale in "${scale_list[@]}"; do
     for tool in "${tool_list[@]}"; do
       for ((i = 1; i <= runs; i++)); do
         for impl in $impls; do
-          if [ "$impl" = 0.9.0 ] && [ "$tool" = repair ] && [ "$i" -gt "$slow_runs" ]; then continue; fi
+          if [ "$impl" = 0.9.0 ] && { [ "$tool" = repair ] || [ "$tool" = restore ]; } && [ "$i" -gt "$slow_runs" ]; then
+            continue
+          fi
           rm -f "$tmp/out.bin"; truncate -s "$(stat -c %s "$meta")" "$tmp/out.bin"
-          prepare "$mode" "$meta" "$dev"
+          if [ "$tool" = restore ]; then prepare "$mode" "$xml" "$dev"; else prepare "$mode" "$meta" "$dev"; fi
           # shellcheck disable=SC2046
           timed "$scale" "$mode" "$tool" "$impl" "$i" -- $(cmd "$impl" "$tool" "$dev" "$tmp/out.bin")
         done
@@ -215,7 +220,7 @@ elapsed=$(($(date +%s) - t_start))
   echo
   echo "\`bench/blockdev.sh --scales $scales --runs $runs --modes $modes --tools $tools\`, $(nproc) cores," \
        "load average at the start $(cut -d' ' -f1-3 /proc/loadavg), $elapsed s in all. Medians of $runs" \
-       "alternating runs (0.9.0's repair: $slow_runs), wall seconds; \"x 1.3.3\" is 1.3.3's time over thinkit's," \
+       "alternating runs (0.9.0's repair and restore: $slow_runs), wall seconds; \"x 1.3.3\" is 1.3.3's time over thinkit's," \
        "\"x floor\" thinkit's over the I/O floor (delta's: over the floor of the two trees it diffs). Max RSS in MiB."
   echo
   echo "| scale | mode | tool | thinkit | 1.3.3 | 0.9.0 | x 1.3.3 | x floor | thinkit MiB | 1.3.3 MiB |"
