@@ -11,8 +11,10 @@
 //   floor FILE [--direct] --trees DEV,DEV...
 //                           the same over the blocks of those thin devices' mapping
 //                           subtrees only (what thin_delta must read, or a floor
-//                           for it): found by an untimed walk first, then read in
-//                           disk order (through gaps of up to 4 blocks) and timed
+//                           for it): their internal nodes read one by one to list
+//                           them (leaves are listed, not read), then every listed
+//                           block read in disk order (through gaps of up to 4
+//                           blocks); the process's time includes the listing
 //   evict FILE...           fsync, then posix_fadvise(DONTNEED): drops the file's
 //                           clean pages from the page cache (no root needed)
 //   resident FILE           how many of FILE's pages are in the page cache (mincore)
@@ -45,6 +47,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <fmt/format.h>
@@ -209,14 +212,26 @@ void subtree_blocks(const input_file &f, const std::string &path, uint64_t dev, 
     b = n.value64(i - 1);
     if (n.is_leaf()) break;
   }
-  std::vector<block_address> todo{b};
+  // The subtree's height from its leftmost path; then only internal nodes
+  // are read: the children of the nodes one level above the leaves are
+  // listed as leaves unread (B-tree leaves all lie at one depth).
+  unsigned height = 0;
+  for (block_address x = b;; height++) {
+    if (height > 8) throw failure(fmt::format("{}: device {}'s tree is too deep", path, dev));
+    auto n = node(x);
+    if (n.is_leaf()) break;
+    if (n.nr_entries() == 0) throw failure(fmt::format("{}: block {}: an empty internal node", path, x));
+    x = n.value64(0);
+  }
+  std::vector<std::pair<block_address, unsigned>> todo{{b, height}};
   while (!todo.empty()) {
-    block_address x = todo.back();
+    auto [x, h] = todo.back();
     todo.pop_back();
     out.push_back(x);
+    if (h == 0) continue;
     auto n = node(x);
-    if (n.is_leaf()) continue;
-    for (uint32_t i = 0; i < n.nr_entries(); i++) todo.push_back(n.value64(i));
+    if (n.is_leaf()) throw failure(fmt::format("{}: block {}: a leaf above the leaves' level", path, x));
+    for (uint32_t i = 0; i < n.nr_entries(); i++) todo.emplace_back(n.value64(i), h - 1);
   }
 }
 
