@@ -299,4 +299,53 @@ TEST(btree, deleting_a_tree_frees_every_node_and_decrements_what_its_values_refe
   for (block_address t : targets) EXPECT_EQ(p.sm.get(t), 1u) << t;
 }
 
+// A run of consecutive keys added at once builds the same tree, block for
+// block, as the same entries added one by one: with runs that end inside a
+// leaf, span several leaves, and follow single entries and a shared leaf.
+TEST(btree, a_builder_run_of_keys_builds_the_tree_the_same_entries_added_one_by_one_build) {
+  struct run {
+    uint64_t first, n;
+  };
+  const std::vector<run> runs = {{0, 1}, {5, 3}, {10, 250}, {400, 1}, {401, 1000}, {5000, 126}, {6000, 2}};
+  auto value_of = [](uint64_t k) { return value64(k * 7 + 3); };
+  auto build = [&](bool as_runs, pool &p) {
+    pdata::btree_builder b(p.tm, 8);
+    for (const run &r : runs) {
+      if (as_runs) {
+        b.add_run(r.first, r.n, [&](uint64_t i, unsigned char *out) { std::memcpy(out, value_of(r.first + i).data(), 8); });
+      } else {
+        for (uint64_t i = 0; i < r.n; i++) b.add(r.first + i, value_of(r.first + i).data());
+      }
+    }
+    EXPECT_EQ(b.entries(), 1383u);
+    return b.finish();
+  };
+  pool one(512), many(512);
+  const block_address a = build(false, one), b = build(true, many);
+  ASSERT_EQ(a, b);
+  std::vector<uint64_t> want;
+  for (const run &r : runs)
+    for (uint64_t i = 0; i < r.n; i++) want.push_back(r.first + i);
+  EXPECT_EQ(keys_in_order(many.tm, b), want);
+  const shape sa = shape_of(one.tm, a), sb = shape_of(many.tm, b);
+  EXPECT_EQ(sa.nodes, sb.nodes);
+  EXPECT_TRUE(sb.underfull.empty());
+  for (block_address n : sb.nodes) {
+    auto x = one.tm.read(n), y = many.tm.read(n);
+    EXPECT_EQ(std::memcmp(x->raw(), y->raw(), pdata::block_size), 0) << "block " << n;
+  }
+  for (uint64_t k : want) EXPECT_EQ(lookup64(many.tm, b, k), k * 7 + 3);
+}
+
+TEST(btree, a_builder_run_that_does_not_follow_the_last_key_or_passes_2_to_the_64_is_refused) {
+  pool p(64);
+  pdata::btree_builder b(p.tm, 8);
+  auto fill = [](uint64_t, unsigned char *out) { std::memset(out, 0, 8); };
+  b.add_run(10, 5, fill);  // 10..14
+  EXPECT_THROW(b.add_run(14, 2, fill), std::exception);
+  EXPECT_THROW(b.add_run(UINT64_MAX - 1, 3, fill), std::exception);
+  b.add_run(UINT64_MAX - 1, 2, fill);  // ends at the last key there is
+  EXPECT_EQ(b.entries(), 7u);
+}
+
 }  // namespace

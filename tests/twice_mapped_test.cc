@@ -9,6 +9,8 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -18,6 +20,7 @@
 #include "persistent-data/checksum.h"
 #include "support/test_support.h"
 #include "thin/check/fast_check.h"
+#include "thin/format/data_block_set.h"
 #include "thin/format/thin_trees.h"
 #include "persistent-data/endian.h"
 
@@ -55,6 +58,13 @@ TEST(twice_mapped, restore_refuses_a_data_block_mapped_twice_in_one_device_namin
        "device 2 maps data block 11 twice: by virtual block 1 and by virtual block 5"},
       {"a_ref_whose_def_maps_a_block_the_device_maps", def + test::xml_device(1) + test::xml_single(0, 5) + "    <ref name=\"d\"/>\n" + end_dev,
        7, "device 1 maps data block 5 twice: by virtual block 0 and by virtual block 10"},
+      {"a_range_reaching_into_an_earlier_range_names_its_first_shared_block",
+       test::xml_device(1) + test::xml_range(0, 40, 50) + test::xml_range(200, 10, 60) + end_dev, 4,
+       "device 1 maps data block 40 twice: by virtual block 0 and by virtual block 230"},
+      {"a_ref_whose_def_run_reaches_into_the_device_s_range",
+       "  <def name=\"d\">\n" + test::xml_range(100, 30, 40) + "  </def>\n" + test::xml_device(1) +
+           test::xml_range(0, 60, 20) + "    <ref name=\"d\"/>\n" + end_dev,
+       7, "device 1 maps data block 60 twice: by virtual block 0 and by virtual block 130"},
       {"within_a_def", "  <def name=\"d\">\n" + test::xml_single(1, 7) + test::xml_single(2, 7) + "  </def>\n", 4,
        "<def name=\"d\"> maps data block 7 twice: by virtual block 1 and by virtual block 2"},
   };
@@ -181,6 +191,37 @@ TEST(twice_mapped, a_block_shared_by_two_devices_at_different_virtual_blocks_is_
   auto fast = dmg::run_check(fast_io), exact = dmg::run_check(exact_io, exact_only);
   EXPECT_TRUE(fast.result.clean()) << fast.describe();
   EXPECT_TRUE(exact.result.clean()) << exact.describe();
+}
+
+// The set restore keeps of a device's data blocks: a run inserted at once
+// finds the first block of it already there, as block-by-block inserts would
+// (runs across 64-bit words and 32768-block pages, cleared between rounds).
+TEST(twice_mapped, a_run_of_data_blocks_is_refused_at_its_first_block_already_in_the_set) {
+  std::mt19937_64 rng(7);
+  thin::data_block_set set;
+  for (int round = 0; round < 40; round++) {
+    set.clear();
+    std::set<uint64_t> model;
+    for (int k = 0; k < 30; k++) {
+      const uint64_t b = rng() % 200000, len = 1 + rng() % (k % 3 == 0 ? 70000 : 300);
+      uint64_t want = UINT64_MAX;
+      for (uint64_t x = b; x < b + len; x++)
+        if (model.count(x)) {
+          want = x;
+          break;
+        }
+      const uint64_t got = set.insert_range(b, len);
+      ASSERT_EQ(got, want) << "round " << round << " run " << b << "+" << len;
+      if (got != UINT64_MAX) break;  // the rest of the run is unspecified: start over
+      for (uint64_t x = b; x < b + len; x++) model.insert(x);
+      EXPECT_TRUE(set.contains(b) && set.contains(b + len - 1));
+      EXPECT_FALSE(set.insert(b + len / 2));
+    }
+  }
+  set.clear();
+  EXPECT_FALSE(set.contains(5));
+  EXPECT_EQ(set.insert_range(0, 1 << 16), UINT64_MAX);
+  EXPECT_EQ(set.insert_range((1 << 16) - 1, 1), uint64_t((1 << 16) - 1));
 }
 
 }  // namespace

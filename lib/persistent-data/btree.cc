@@ -428,6 +428,15 @@ void btree_builder::add(uint64_t key, const void *value) {
   if (keys_.size() >= 2 * std::size_t(max_)) emit_leaf(max_);
 }
 
+void btree_builder::begin_run(uint64_t first_key, uint64_t n) {
+  if (have_last_ && first_key <= last_key_)
+    throw bad_input_error(fmt::format("btree_builder: key {} after key {}", first_key, last_key_));
+  if (n - 1 > UINT64_MAX - first_key)
+    throw bad_input_error(fmt::format("btree_builder: a run of {} keys from {} passes 2^64", n, first_key));
+  have_last_ = true;
+  last_key_ = first_key + (n - 1);
+}
+
 void btree_builder::for_each_entry(const std::function<void(uint64_t, const unsigned char *)> &f) {
   for (const leaf_info &l : level0_) {
     block_ref blk = read_node(tm_, l.block);

@@ -9,6 +9,7 @@
 // to count the references a value holds when nodes are shared or values die.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -72,6 +73,10 @@ class btree_builder {
   btree_builder(transaction_manager &tm, uint32_t value_size,
                 std::function<void(const unsigned char *)> value_inc = {});
   void add(uint64_t key, const void *value);
+  // add(first_key + i, v_i) for i in [0, n), where fill(i, out) writes v_i
+  // to out: a run of consecutive keys at a fraction of the per-entry cost.
+  template <typename F>
+  void add_run(uint64_t first_key, uint64_t n, F &&fill);
   // Appends an existing leaf whose keys all follow the entries added so far.
   void add_leaf(block_address leaf, uint64_t first_key, uint64_t last_key);
   struct leaf_info {
@@ -90,6 +95,7 @@ class btree_builder {
 
  private:
   void emit_leaf(std::size_t count);
+  void begin_run(uint64_t first_key, uint64_t n);  // checks the keys follow, notes the last
   void emit_buffer();  // all buffered entries, balanced over one or two leaves
   // Moves a leaf's entries into the buffer (dropping our reference to it).
   void take_back(const leaf_info &leaf, bool shared);
@@ -105,6 +111,29 @@ class btree_builder {
   bool have_last_ = false;
   uint64_t last_key_ = 0;
 };
+
+template <typename F>
+void btree_builder::add_run(uint64_t first_key, uint64_t n, F &&fill) {
+  if (!n) return;
+  begin_run(first_key, n);
+  const std::size_t full = 2 * std::size_t(max_);
+  for (uint64_t i = 0; i < n;) {
+    if (keys_.size() >= full) {
+      emit_leaf(max_);
+      continue;
+    }
+    const std::size_t k = static_cast<std::size_t>(std::min<uint64_t>(full - keys_.size(), n - i));
+    std::size_t at = values_.size();
+    values_.resize(at + k * vsize_);
+    for (std::size_t j = 0; j < k; j++, at += vsize_) {
+      keys_.push_back(first_key + i + j);
+      fill(i + j, values_.data() + at);
+    }
+    i += k;
+    entries_ += k;
+    if (keys_.size() >= full) emit_leaf(max_);
+  }
+}
 
 // Builds the internal levels above a sequence of nodes (in key order) and
 // returns the root. Used by btree_builder and by restore for shared leaves.

@@ -88,6 +88,40 @@ void space_map::inc(block_address b, uint32_t by) {
   store(b, old, old + by);
 }
 
+void space_map::inc_range(block_address first, block_address len) {
+  if (len > nr_blocks() || first > nr_blocks() - len)
+    throw internal_error(fmt::format("space map: blocks {}+{} out of range", first, len));
+  while (len) {
+    const uint64_t p = first / entries_per_bitmap;
+    const uint32_t e0 = static_cast<uint32_t>(first % entries_per_bitmap);
+    const uint32_t n = static_cast<uint32_t>(std::min<block_address>(len, entries_per_bitmap - e0));
+    uint8_t *pg = nibbles_.page_for_write(p);
+    uint64_t fresh = 0;
+    bool big = false;  // a count reaching 3 or more
+    for (uint32_t e = e0; e < e0 + n; e++) {
+      uint8_t &byte = pg[e / 2];
+      const unsigned sh = (e % 2) * 4;
+      const uint32_t v = (byte >> sh) & 15u;
+      if (v + 1 >= overflow_nibble) {  // rare: the count moves to overflow_
+        const block_address b = p * entries_per_bitmap + e;
+        store(b, get(b), get(b) + 1);
+        continue;
+      }
+      byte = static_cast<uint8_t>((byte & ~(15u << sh)) | ((v + 1) << sh));
+      fresh += v == 0;
+      big |= v >= 2;
+    }
+    if (!dirty_[p]) {
+      dirty_[p] = 1;
+      nr_dirty_++;
+    }
+    if (big) overflow_dirty_ = true;
+    nr_allocated_ += fresh;
+    first += n;
+    len -= n;
+  }
+}
+
 void space_map::dec(block_address b) {
   uint32_t c = get(b);
   if (!c) throw internal_error(fmt::format("space map: decrement of free block {}", b));

@@ -46,6 +46,9 @@ class space_map {
   }
   void set(block_address b, uint32_t count);
   void inc(block_address b, uint32_t by = 1);
+  // inc(b) for every b in [first, first + len): one page lookup and one dirty
+  // mark per bitmap, for the runs of blocks a restore maps.
+  void inc_range(block_address first, block_address len);
   void dec(block_address b);
 
   // The on-disk 2-bit value of a block's count (3 = "3 or more").

@@ -139,15 +139,12 @@ void restore_emitter::range_map(uint64_t origin_begin, uint64_t data_begin, uint
     for (uint64_t i = 0; i < len; i++) map_one(origin_begin + i, data_begin + i, time);
     return;
   }
-  space_map &dsm = md_->data_sm();
-  for (uint64_t i = 0; i < len; i++) note_data_block(origin_begin + i, data_begin + i);
+  const uint64_t again = mapped_.insert_range(data_begin, len);
+  if (again != UINT64_MAX) twice_mapped(origin_begin + (again - data_begin), again);
   if (in_def_) runs_.push_back({origin_begin, data_begin, len});
-  unsigned char v[8];
-  for (uint64_t i = 0; i < len; i++) {
-    store_le64(v, pack_block_time(data_begin + i, time));
-    builder_->add(origin_begin + i, v);
-    dsm.inc(data_begin + i);
-  }
+  builder_->add_run(origin_begin, len,
+                    [&](uint64_t i, unsigned char *v) { store_le64(v, pack_block_time(data_begin + i, time)); });
+  md_->data_sm().inc_range(data_begin, len);
   if (in_device_) dev_mappings_ += len;
   stats_.mappings += len;
 }
@@ -182,12 +179,11 @@ void restore_emitter::ref(const std::string &name) {
   if (!in_device_) throw bad_input_error("<ref> outside <device>");
   auto it = defs_.find(name);
   if (it == defs_.end()) throw bad_input_error(fmt::format("<ref name=\"{}\"> names no <def>", name));
-  for (auto &r : it->second.runs)
-    for (uint64_t i = 0; i < r.len; i++)
-      if (!mapped_.insert(r.data + i)) {
-        // Name the <ref>'s virtual block; the device's own one is read back.
-        twice_mapped(r.origin + i, r.data + i);
-      }
+  for (auto &r : it->second.runs) {
+    const uint64_t again = mapped_.insert_range(r.data, r.len);
+    // Name the <ref>'s virtual block; the device's own one is read back.
+    if (again != UINT64_MAX) twice_mapped(r.origin + (again - r.data), again);
+  }
   for (auto &l : it->second.leaves) builder_->add_leaf(l.block, l.first_key, l.last_key);
   dev_mappings_ += it->second.mappings;
 }
