@@ -329,19 +329,7 @@ class tree_differ {
       ancestors.insert(ancestors.end(), rp.begin(), rp.end());
       tree_cursor c(cache_, both_, left_.node_block(), keys, std::max(left_.node_depth(), right_.node_depth()),
                     std::move(ancestors));
-      while (c.current() != tree_cursor::item::end) {
-        if (c.current() == tree_cursor::item::node) {
-          c.descend();
-          continue;
-        }
-        const btree_node_view &n = c.leaf();
-        const uint32_t nr = n.nr_entries();
-        for (uint32_t i = c.leaf_index(); i < nr; i++) {
-          const uint64_t d = unpack_block(n.value64(i));
-          emit(n.key(i), d, d);
-        }
-        c.skip_to(nr);
-      }
+      emit_rest(c, true, true);
     }
     left_.skip();
     right_.skip();
@@ -353,7 +341,11 @@ class tree_differ {
     c.skip();
   }
 
-  void drain(tree_cursor &c, bool left) {
+  void drain(tree_cursor &c, bool left) { emit_rest(c, left, !left); }
+
+  // Every mapping from c's position to its end goes to emit(), its data
+  // block given on the sides named (unmapped on the other).
+  void emit_rest(tree_cursor &c, bool on_left, bool on_right) {
     while (c.current() != tree_cursor::item::end) {
       if (c.current() == tree_cursor::item::node) {
         c.descend();
@@ -363,7 +355,7 @@ class tree_differ {
       const uint32_t nr = n.nr_entries();
       for (uint32_t i = c.leaf_index(); i < nr; i++) {
         const uint64_t d = unpack_block(n.value64(i));
-        emit(n.key(i), left ? d : none, left ? none : d);
+        emit(n.key(i), on_left ? d : none, on_right ? d : none);
       }
       c.skip_to(nr);
     }
