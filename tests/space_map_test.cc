@@ -69,21 +69,21 @@ TEST(space_map, changes_mark_their_bitmap_dirty_until_commit) {
 TEST(space_map, inc_range_counts_as_inc_block_by_block_does_across_bitmaps_and_into_overflow) {
   const block_address e = pdata::entries_per_bitmap;
   pdata::space_map a(3 * e), b(3 * e);
-  // Counts before: some blocks at 0, 1, 2, 13, 14 and 20 (the nibble's
-  // limit is 15), in two bitmaps; bitmap 2 untouched.
-  for (block_address x : {e - 3, e - 1, e + 2}) a.set(x, 13), b.set(x, 13);
-  for (block_address x : {e - 2, e + 1}) a.set(x, 14), b.set(x, 14);
-  a.set(e + 3, 20), b.set(e + 3, 20);
-  a.set(e - 5, 2), b.set(e - 5, 2);
-  a.set(e - 6, 1), b.set(e - 6, 1);
+  // Counts before: blocks at 1, 2, 13, 14 and 20 (the nibble's limit is 15)
+  // in two bitmaps, in the 16-count words the run covers whole and in its
+  // partial ends; bitmap 2 untouched.
+  const std::vector<std::pair<block_address, uint32_t>> before = {
+      {e - 40, 13}, {e - 30, 13}, {e - 20, 14}, {e - 10, 2}, {e - 6, 1}, {e - 1, 14},
+      {e + 3, 20},  {e + 5, 13},  {e + 20, 1},  {e + 33, 2}, {e + 39, 14}};
+  for (auto &[x, c] : before) a.set(x, c), b.set(x, c);
   a.commit(), b.commit();
-  for (int twice = 0; twice < 2; twice++) {
-    a.inc_range(e - 8, 16);
-    for (block_address x = e - 8; x < e + 8; x++) b.inc(x);
+  for (int round = 0; round < 3; round++) {
+    a.inc_range(e - 40, 80);
+    for (block_address x = e - 40; x < e + 40; x++) b.inc(x);
   }
   for (block_address x = 0; x < 3 * e; x++) ASSERT_EQ(a.get(x), b.get(x)) << x;
-  EXPECT_EQ(a.get(e - 2), 16u);
-  EXPECT_EQ(a.get(e + 3), 22u);
+  EXPECT_EQ(a.get(e - 20), 17u);
+  EXPECT_EQ(a.get(e + 3), 23u);
   EXPECT_EQ(a.overflow_entries(), b.overflow_entries());
   EXPECT_EQ(a.nr_allocated(), b.nr_allocated());
   EXPECT_EQ(a.dirty_bitmaps(), (std::vector<uint64_t>{0, 1}));
@@ -95,6 +95,14 @@ TEST(space_map, inc_range_counts_as_inc_block_by_block_does_across_bitmaps_and_i
   EXPECT_EQ(a.dirty_bitmaps(), std::vector<uint64_t>{2});
   EXPECT_FALSE(a.overflow_dirty());
   EXPECT_EQ(a.nr_allocated(), b.nr_allocated() + 100);
+  // One whole word of counts going from 1 to 2, then from 2 to 3.
+  a.commit();
+  a.inc_range(2 * e + 16, 16);
+  EXPECT_FALSE(a.overflow_dirty());
+  a.commit();
+  a.inc_range(2 * e + 16, 16);
+  EXPECT_TRUE(a.overflow_dirty());
+  EXPECT_EQ(a.overflow_entries().size(), b.overflow_entries().size() + 16);
   EXPECT_THROW(a.inc_range(3 * e - 1, 2), std::exception);
   EXPECT_THROW(a.inc_range(1, ~0ull), std::exception);
 }

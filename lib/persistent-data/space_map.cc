@@ -2,6 +2,7 @@
 #include "persistent-data/space_map.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include <fmt/format.h>
 
@@ -98,18 +99,37 @@ void space_map::inc_range(block_address first, block_address len) {
     uint8_t *pg = nibbles_.page_for_write(p);
     uint64_t fresh = 0;
     bool big = false;  // a count reaching 3 or more
-    for (uint32_t e = e0; e < e0 + n; e++) {
+    const uint32_t end = e0 + n;
+    for (uint32_t e = e0; e < end;) {
+      // Sixteen counts a word where the run covers the word and none of them
+      // would reach the overflow value (bits 3, 2 and 1 all set: 14 or 15).
+      if (e % 16 == 0 && end - e >= 16) {
+        uint64_t w;
+        std::memcpy(&w, pg + e / 2, 8);  // host is little-endian (endian.h)
+        constexpr uint64_t ones = 0x1111111111111111ull;
+        if (!((w >> 1) & (w >> 2) & (w >> 3) & ones)) {
+          const uint64_t high = (w >> 1 | w >> 2 | w >> 3) & ones;  // counts of 2 or more
+          fresh += static_cast<uint64_t>(__builtin_popcountll(~(w | high) & ones));
+          big |= high != 0;
+          w += ones;
+          std::memcpy(pg + e / 2, &w, 8);
+          e += 16;
+          continue;
+        }
+      }
       uint8_t &byte = pg[e / 2];
       const unsigned sh = (e % 2) * 4;
       const uint32_t v = (byte >> sh) & 15u;
       if (v + 1 >= overflow_nibble) {  // rare: the count moves to overflow_
         const block_address b = p * entries_per_bitmap + e;
         store(b, get(b), get(b) + 1);
+        e++;
         continue;
       }
       byte = static_cast<uint8_t>((byte & ~(15u << sh)) | ((v + 1) << sh));
       fresh += v == 0;
       big |= v >= 2;
+      e++;
     }
     if (!dirty_[p]) {
       dirty_[p] = 1;
