@@ -40,6 +40,30 @@ TEST(count_down, ones_and_twos_are_used_up_by_exactly_that_many_references) {
   EXPECT_FALSE(cd.take(2));  // free
 }
 
+TEST(count_down, take_left_says_what_was_left_before_each_reference_as_remaining_does) {
+  auto d = bitmap_data();
+  pdata::bitmap_set(d.data(), 0, 1);
+  pdata::bitmap_set(d.data(), 1, 2);
+  pdata::bitmap_set(d.data(), 40, 3);
+  count_down cd(entries_per_bitmap + 10);  // bitmap 1 all free: no page
+  cd.load_bitmap(0, d.data());
+  cd.load_bitmap(1, bitmap_data().data());
+  cd.finish_loading();
+  for (block_address b : {0, 1, 40}) {
+    const uint32_t before = cd.remaining(b);
+    EXPECT_EQ(cd.take_left(b), before) << b;
+  }
+  EXPECT_EQ(cd.remaining(1), 1u);
+  EXPECT_EQ(cd.take_left(1), 1u);
+  EXPECT_EQ(cd.take_left(1), 0u);  // used up
+  EXPECT_EQ(cd.take_left(0), 0u);
+  EXPECT_EQ(cd.take_left(40), 3u);  // a 3 stays a 3: its references are counted
+  EXPECT_EQ(cd.found(40), 2u);
+  EXPECT_EQ(cd.take_left(2), 0u);                       // free
+  EXPECT_EQ(cd.take_left(entries_per_bitmap + 3), 0u);  // in an all-free bitmap
+  EXPECT_TRUE(cd.small_counts_used_up());
+}
+
 TEST(count_down, threes_are_counted_per_block_through_the_rank_index_past_255) {
   const block_address n = 2 * entries_per_bitmap + 100;
   std::vector<std::vector<unsigned char>> maps(3, bitmap_data());

@@ -47,7 +47,11 @@ class count_down {
 
   // One reference to block b (b < size()). False when the bitmap has no count
   // left for it (more references than the space map holds).
-  bool take(block_address b) {
+  bool take(block_address b) { return take_left(b) != 0; }
+
+  // take(b), saying what was left for b before it: 0 (nothing: the take
+  // failed), 1, 2, or 3 for an entry of 3 (remaining() before the take).
+  uint32_t take_left(block_address b) {
     // References come in runs: the page of the last one usually serves.
     block_address e64 = b - cur_first_;
     if (e64 >= entries_per_bitmap) {
@@ -57,7 +61,7 @@ class count_down {
       e64 = b - cur_first_;
     }
     page *p = cur_;
-    if (!p) return false;  // an all-free bitmap
+    if (!p) return 0;  // an all-free bitmap
     const uint32_t e = static_cast<uint32_t>(e64);
     uint64_t &w = p->words[e >> 5];
     const unsigned sh = (e & 31) * 2;
@@ -71,12 +75,12 @@ class count_down {
       } else {
         found_three(b);
       }
-      return true;
+      return 3;
     }
-    if (v == 0) return false;
+    if (v == 0) return 0;
     // 2 (high only) -> 1 (low only); 1 (low only) -> 0.
     w ^= (v == 1 ? 3ull : 2ull) << sh;
-    return true;
+    return v == 1 ? 2 : 1;
   }
 
   // The count left for block b: 0, 1, 2, or 3 for an entry of 3 (never changed).

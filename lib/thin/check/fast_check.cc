@@ -560,13 +560,10 @@ bool fast_checker::run() {
     for (uint32_t i = 0; i < nr; i++) {
       const uint64_t bt = load_le64(values + 8 * std::size_t(i));
       const uint64_t db = unpack_block(bt);
-      if (db < nr_data) {
-        const uint32_t left = data.remaining(db);
-        if (left >= 2 ? !vblocks.note(db, n.key(i)) : left == 1 && !vblocks.last(db, n.key(i))) abandon();
-      }
-      if (!invariants::mapping_block_ok(db, nr_data) || !invariants::mapping_time_ok(unpack_time(bt), sb_time) ||
-          !data.take(db))
+      if (!invariants::mapping_block_ok(db, nr_data) || !invariants::mapping_time_ok(unpack_time(bt), sb_time))
         abandon();
+      const uint32_t left = data.take_left(db);  // 0: no count left for it
+      if (left == 0 || (left >= 2 ? !vblocks.note(db, n.key(i)) : !vblocks.last(db, n.key(i)))) abandon();
     }
     for (const leaf_ref *r = first; r != last; r++) totals_[r->slot] += nr;
   });
