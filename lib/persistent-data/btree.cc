@@ -416,10 +416,7 @@ void btree_builder::take_back(const leaf_info &leaf, bool shared) {
 }
 
 void btree_builder::add(uint64_t key, const void *value) {
-  if (have_last_ && key <= last_key_)
-    throw bad_input_error(fmt::format("btree_builder: key {} after key {}", key, last_key_));
-  have_last_ = true;
-  last_key_ = key;
+  begin_run(key, 1);
   keys_.push_back(key);
   const std::size_t at = values_.size();
   values_.resize(at + vsize_);

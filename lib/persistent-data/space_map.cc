@@ -121,8 +121,7 @@ void space_map::inc_range(block_address first, block_address len) {
       const unsigned sh = (e % 2) * 4;
       const uint32_t v = (byte >> sh) & 15u;
       if (v + 1 >= overflow_nibble) {  // rare: the count moves to overflow_
-        const block_address b = p * entries_per_bitmap + e;
-        store(b, get(b), get(b) + 1);
+        inc(p * entries_per_bitmap + e);
         e++;
         continue;
       }

@@ -72,6 +72,11 @@ void restore_emitter::note_data_block(uint64_t origin, uint64_t data) {
   if (!mapped_.insert(data)) twice_mapped(origin, data);
 }
 
+void restore_emitter::note_data_run(uint64_t origin, uint64_t data, uint64_t len) {
+  const uint64_t again = mapped_.insert_range(data, len);
+  if (again != UINT64_MAX) twice_mapped(origin + (again - data), again);
+}
+
 void restore_emitter::twice_mapped(uint64_t origin, uint64_t data) {
   // Which virtual block maps it already: read back what was added so far
   // (or, for a <ref>, the def's own mapping of it).
@@ -139,8 +144,7 @@ void restore_emitter::range_map(uint64_t origin_begin, uint64_t data_begin, uint
     for (uint64_t i = 0; i < len; i++) map_one(origin_begin + i, data_begin + i, time);
     return;
   }
-  const uint64_t again = mapped_.insert_range(data_begin, len);
-  if (again != UINT64_MAX) twice_mapped(origin_begin + (again - data_begin), again);
+  note_data_run(origin_begin, data_begin, len);
   if (in_def_) runs_.push_back({origin_begin, data_begin, len});
   builder_->add_run(origin_begin, len,
                     [&](uint64_t i, unsigned char *v) { store_le64(v, pack_block_time(data_begin + i, time)); });
@@ -179,11 +183,9 @@ void restore_emitter::ref(const std::string &name) {
   if (!in_device_) throw bad_input_error("<ref> outside <device>");
   auto it = defs_.find(name);
   if (it == defs_.end()) throw bad_input_error(fmt::format("<ref name=\"{}\"> names no <def>", name));
-  for (auto &r : it->second.runs) {
-    const uint64_t again = mapped_.insert_range(r.data, r.len);
-    // Name the <ref>'s virtual block; the device's own one is read back.
-    if (again != UINT64_MAX) twice_mapped(r.origin + (again - r.data), again);
-  }
+  // A block mapped twice names the <ref>'s virtual block; the device's own
+  // one is read back.
+  for (auto &r : it->second.runs) note_data_run(r.origin, r.data, r.len);
   for (auto &l : it->second.leaves) builder_->add_leaf(l.block, l.first_key, l.last_key);
   dev_mappings_ += it->second.mappings;
 }

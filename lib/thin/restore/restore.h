@@ -70,6 +70,8 @@ class restore_emitter : public emitter {
   // The twice-mapped rule (invariants.h): data block `data`, mapped at
   // `origin`, must not be mapped already by the open device or def.
   void note_data_block(uint64_t origin, uint64_t data);
+  // The same for the run data..data+len-1 mapped at origin..origin+len-1.
+  void note_data_run(uint64_t origin, uint64_t data, uint64_t len);
   [[noreturn]] void twice_mapped(uint64_t origin, uint64_t data);
 
   pdata::block_io &out_;
